@@ -1,0 +1,71 @@
+"""The one interface both render backends (CPU via PyAV, GPU via PyNvVideoCodec) implement.
+
+The pipeline owns demux, the cut (which frames fall in a segment, by presentation time), audio and
+mux; a backend owns decode, scale/convert and encode, so a GPU backend can keep frames in GPU memory
+from NVDEC to NVENC. The pipeline never looks inside a frame payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from av.container import InputContainer, OutputContainer
+    from av.video.stream import VideoStream
+
+Device = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTarget:
+    """What the encoder must produce: codec family from the contract, size, rate and quality."""
+
+    codec: str
+    width: int
+    height: int
+    frame_rate: Fraction
+    time_base: Fraction
+    quality: str
+    ten_bit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A decoded picture: its presentation time in seconds and an opaque, backend-owned payload."""
+
+    time: Fraction
+    payload: Any
+
+
+class FrameDecoder(Protocol):
+    """Decodes the source's video stream; seeks to the keyframe before `start`, yields in order."""
+
+    def frames(self, start: Fraction, end: Fraction | None) -> Iterator[DecodedFrame]: ...
+
+    def close(self) -> None: ...
+
+
+class VideoEncoder(Protocol):
+    """Scales/converts a payload to the target, encodes it and muxes the packets into `stream`."""
+
+    name: str
+    device: Device
+
+    def encode(self, frame: DecodedFrame, pts: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A matched decoder/encoder pair; `name` is what the export records, e.g. 'h264_nvenc@GPU0'."""
+
+    device: Device
+
+    def open_decoder(self, source: InputContainer, stream: VideoStream) -> FrameDecoder: ...
+
+    def open_encoder(self, output: OutputContainer, target: VideoTarget) -> VideoEncoder: ...
