@@ -21,7 +21,14 @@ Device = Literal["cpu", "gpu"]
 
 @dataclass(frozen=True, slots=True)
 class VideoTarget:
-    """What the encoder must produce: codec family from the contract, size, rate and quality."""
+    """What the encoder must produce: codec family from the contract, size, rate and quality.
+
+    `width`/`height` are the coded size (contract.fit_size). `time_base` is the unit of the `pts`
+    passed to `encode` (the source stream's, so VFR timing survives); `frame_rate` is nominal.
+    `rotation` (counter-clockwise degrees, as `VideoFrame.rotation` reads it) is written as the
+    output stream's display matrix (`VideoStream.set_display_rotation`): pixels are never turned.
+    `ten_bit` asks for a 10-bit output when the codec's preset has one (contract.EncoderPreset).
+    """
 
     codec: str
     width: int
@@ -30,6 +37,7 @@ class VideoTarget:
     time_base: Fraction
     quality: str
     ten_bit: bool = False
+    rotation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,12 @@ class DecodedFrame:
 
 
 class FrameDecoder(Protocol):
-    """Decodes the source's video stream; seeks to the keyframe before `start`, yields in order."""
+    """Decodes the source's video stream; seeks to the keyframe before `start`, yields in order.
+
+    `start`/`end` are absolute stream times in seconds. Frames before `start` may be yielded (the
+    pipeline cuts by `time`); iteration should stop at the first frame at or after `end` (None:
+    run to the end of the stream). Decoding failures raise `engine.source.MediaError`.
+    """
 
     def frames(self, start: Fraction, end: Fraction | None) -> Iterator[DecodedFrame]: ...
 
@@ -49,7 +62,11 @@ class FrameDecoder(Protocol):
 
 
 class VideoEncoder(Protocol):
-    """Scales/converts a payload to the target, encodes it and muxes the packets into `stream`."""
+    """Scales/converts a payload to the target, encodes it and muxes the packets into the output.
+
+    `pts` is in `VideoTarget.time_base`, starts at 0 and increases; `flush` drains the encoder
+    once at the end, `close` frees resources (also after a failure or a cancel).
+    """
 
     name: str
     device: Device

@@ -1,0 +1,1 @@
+"""Render backends behind one interface (base.py): cpu (PyAV) and nvenc (PyNvVideoCodec)."""
