@@ -1,0 +1,76 @@
+"""JSON endpoints for accounts: register, log in/out, who am I, API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from backend.db import models as m
+from backend.domain.accounts.deps import provide_token_service, provide_user_service
+from backend.domain.accounts.schemas import Credentials, TokenCreate, TokenCreated, TokenOut, UserOut
+from backend.domain.accounts.services import ApiTokenService, UserService
+from backend.lib.auth import SESSION_USER_KEY
+
+
+def start_session(request: Request[Any, Any, Any], user: m.User) -> None:
+    """A fresh session for the user: the old id is dropped, so a planted session can't be reused."""
+    request.clear_session()
+    request.set_session({SESSION_USER_KEY: str(user.id)})
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["accounts"]
+    dependencies = {"users": Provide(provide_user_service)}
+
+    @post("/register", operation_id="register", status_code=201)
+    async def register(
+        self, request: Request[Any, Any, Any], users: UserService, data: Credentials
+    ) -> UserOut:
+        user = await users.register(data.email, data.password)
+        start_session(request, user)
+        return users.to_schema(user, schema_type=UserOut)
+
+    @post("/login", operation_id="login", status_code=HTTP_200_OK)
+    async def login(self, request: Request[Any, Any, Any], users: UserService, data: Credentials) -> UserOut:
+        user = await users.authenticate(data.email, data.password)
+        if user is None:
+            raise NotAuthorizedException("wrong email or password")
+        start_session(request, user)
+        return users.to_schema(user, schema_type=UserOut)
+
+    @post("/logout", operation_id="logout", status_code=HTTP_204_NO_CONTENT)
+    async def logout(self, request: Request[Any, Any, Any]) -> None:
+        request.clear_session()
+
+    @get("/me", operation_id="me")
+    async def me(self, users: UserService, current_user: m.User) -> UserOut:
+        return users.to_schema(current_user, schema_type=UserOut)
+
+
+class TokenController(Controller):
+    path = "/api/tokens"
+    tags = ["accounts"]
+    dependencies = {"tokens": Provide(provide_token_service)}
+
+    @get("/", operation_id="listTokens")
+    async def list_tokens(self, tokens: ApiTokenService, current_user: m.User) -> list[TokenOut]:
+        rows = await tokens.list_for(current_user.id)
+        return [tokens.to_schema(row, schema_type=TokenOut) for row in rows]
+
+    @post("/", operation_id="createToken", status_code=201)
+    async def create_token(
+        self, tokens: ApiTokenService, current_user: m.User, data: TokenCreate
+    ) -> TokenCreated:
+        value, row = await tokens.issue(current_user.id, data.name)
+        out = tokens.to_schema(row, schema_type=TokenOut)
+        return TokenCreated(**{f: getattr(out, f) for f in out.__struct_fields__}, token=value)
+
+    @delete("/{token_id:uuid}", operation_id="revokeToken", status_code=HTTP_204_NO_CONTENT)
+    async def revoke_token(self, tokens: ApiTokenService, current_user: m.User, token_id: UUID) -> None:
+        await tokens.revoke(current_user.id, token_id)

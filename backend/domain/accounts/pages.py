@@ -1,0 +1,97 @@
+"""HTML pages for signing up, logging in and out (CSRF-protected forms)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from backend.domain.accounts.controllers import start_session
+from backend.domain.accounts.deps import provide_user_service
+from backend.domain.accounts.schemas import Credentials
+from backend.domain.accounts.services import EmailTakenError, UserService
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site paths, so `?next=` can't bounce a user to another site."""
+    if value and value.startswith("/") and not value.startswith("//"):
+        return value
+    return "/videos"
+
+
+def _credentials(data: dict[str, str]) -> Credentials | str:
+    try:
+        return msgspec.convert(
+            {"email": data.get("email", ""), "password": data.get("password", "")}, Credentials
+        )
+    except msgspec.ValidationError as exc:
+        field = "password (at least 8 characters)" if "password" in str(exc) else "email address"
+        return f"Enter a valid {field}."
+
+
+class AccountPages(Controller):
+    include_in_schema = False
+    dependencies = {"users": Provide(provide_user_service)}
+
+    @get("/")
+    async def home(self, request: Request[Any, Any, Any]) -> Redirect:
+        return Redirect("/videos" if request.user else "/login")
+
+    @get("/login")
+    async def login_form(self, next: str | None = None) -> Template:
+        return Template("login.html", context={"next": _safe_next(next), "mode": "login"})
+
+    @post("/login")
+    async def login(
+        self, request: Request[Any, Any, Any], users: UserService, data: Form
+    ) -> Template | Redirect:
+        creds = _credentials(data)
+        user = None if isinstance(creds, str) else await users.authenticate(creds.email, creds.password)
+        if user is None:
+            context = {
+                "error": "Wrong email or password.",
+                "email": data.get("email", ""),
+                "mode": "login",
+                "next": _safe_next(data.get("next")),
+            }
+            return Template("login.html", context=context, status_code=401)
+        start_session(request, user)
+        return Redirect(_safe_next(data.get("next")), status_code=303)
+
+    @get("/register")
+    async def register_form(self) -> Template:
+        return Template("login.html", context={"mode": "register", "next": "/videos"})
+
+    @post("/register")
+    async def register(
+        self, request: Request[Any, Any, Any], users: UserService, data: Form
+    ) -> Template | Redirect:
+        creds = _credentials(data)
+        if isinstance(creds, str):
+            return Template(
+                "login.html",
+                context={"mode": "register", "error": creds, "email": data.get("email", "")},
+                status_code=400,
+            )
+        try:
+            user = await users.register(creds.email, creds.password)
+        except EmailTakenError as exc:
+            return Template(
+                "login.html",
+                context={"mode": "register", "error": exc.detail.capitalize() + ".", "email": creds.email},
+                status_code=409,
+            )
+        start_session(request, user)
+        return Redirect("/videos", status_code=303)
+
+    @post("/logout")
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        request.clear_session()
+        return Redirect("/login", status_code=303)

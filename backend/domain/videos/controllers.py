@@ -1,0 +1,77 @@
+"""JSON endpoints for videos: streamed upload, paginated list, one, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from backend.db import models as m
+from backend.domain.videos.deps import provide_video_service
+from backend.domain.videos.schemas import Page, VideoOut
+from backend.domain.videos.services import VideoService
+from backend.domain.videos.upload import spool_upload
+from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.settings import Settings
+from gpu_worker.store import Store
+
+
+async def upload_video(
+    request: Request[Any, Any, Any], videos: VideoService, user: m.User, settings: Settings, store: Store
+) -> m.Video:
+    """Shared by the API and the upload page: spool, probe, store, record; the scratch file always goes."""
+    spooled = await spool_upload(request, settings.core.scratch_dir / "uploads", settings.max_upload_bytes)
+    try:
+        return await videos.ingest(user.id, spooled, store)
+    finally:
+        spooled.path.unlink(missing_ok=True)
+
+
+class VideoController(Controller):
+    path = "/api/videos"
+    tags = ["videos"]
+    dependencies = {"videos": Provide(provide_video_service)}
+
+    @post(
+        "/",
+        operation_id="uploadVideo",
+        status_code=HTTP_201_CREATED,
+        request_max_body_size=None,
+        description="multipart/form-data with one `file` field; streamed, probed, 422 if not a video.",
+    )
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        videos: VideoService,
+        current_user: m.User,
+        settings: SettingsDep,
+        store: StoreDep,
+    ) -> VideoOut:
+        video = await upload_video(request, videos, current_user, settings, store)
+        return videos.to_schema(video, schema_type=VideoOut)
+
+    @get("/", operation_id="listVideos")
+    async def list_videos(
+        self,
+        videos: VideoService,
+        current_user: m.User,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> Page:
+        rows, total = await videos.page(current_user.id, limit, offset)
+        items = [videos.to_schema(v, schema_type=VideoOut) for v in rows]
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    @get("/{video_id:uuid}", operation_id="getVideo")
+    async def get_video(self, videos: VideoService, current_user: m.User, video_id: UUID) -> VideoOut:
+        return videos.to_schema(await videos.get_owned(current_user.id, video_id), schema_type=VideoOut)
+
+    @delete("/{video_id:uuid}", operation_id="deleteVideo", status_code=HTTP_204_NO_CONTENT)
+    async def delete_video(
+        self, videos: VideoService, current_user: m.User, video_id: UUID, store: StoreDep
+    ) -> None:
+        await videos.remove(current_user.id, video_id, store)

@@ -1,0 +1,115 @@
+"""`create_app(settings)`: the whole web application, built from the settings it is given."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from advanced_alchemy.config import EngineConfig
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from litestar.template import TemplateConfig
+from redis.asyncio import Redis
+
+from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
+from backend.lib.csrf import CSRFUnlessBearer
+from backend.lib.exceptions import EXCEPTION_HANDLERS
+from backend.lib.settings import Settings
+from gpu_worker.store import Store, open_store
+
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+
+
+def create_app(settings: Settings) -> Litestar:
+    from backend.domain.accounts.controllers import AuthController, TokenController
+    from backend.domain.accounts.pages import AccountPages
+    from backend.domain.system.controllers import SystemController
+    from backend.domain.videos.controllers import VideoController
+    from backend.domain.videos.pages import VideoPages
+
+    alchemy = SQLAlchemyAsyncConfig(
+        connection_string=settings.core.async_database_url,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        before_send_handler="autocommit_include_redirects",
+        engine_config=EngineConfig(pool_pre_ping=True, pool_size=10, max_overflow=10),
+    )
+    redis = Redis.from_url(settings.core.redis_url or "", decode_responses=False)
+    sessions = ServerSideSessionConfig(
+        store="sessions",
+        max_age=settings.session_max_age_s,
+        secure=settings.secure_cookies,
+        samesite="lax",
+        exclude=PUBLIC_PATHS,
+    )
+    csrf = CSRFConfig(
+        secret=settings.core.secret_key,
+        cookie_secure=settings.secure_cookies,
+        cookie_samesite="lax",
+        exclude=PUBLIC_PATHS,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.session_maker = alchemy.create_session_maker()
+        app.state.store = open_store(settings.core.storage)
+        try:
+            yield
+        finally:
+            await app.state.store.aclose()
+            await redis.aclose()
+
+    return Litestar(
+        route_handlers=[
+            SystemController,
+            AuthController,
+            TokenController,
+            VideoController,
+            AccountPages,
+            VideoPages,
+            create_static_files_router(path="/static", directories=[FRONTEND / "static"]),
+        ],
+        plugins=[SQLAlchemyPlugin(config=alchemy)],
+        lifespan=[lifespan],
+        stores={"sessions": RedisStore(redis, namespace="vexport:sessions")},
+        middleware=[
+            sessions.middleware,
+            DefineMiddleware(CSRFUnlessBearer, config=csrf),
+            DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        dependencies={
+            "current_user": Provide(provide_current_user),
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "store": Provide(_provide_store, sync_to_thread=False),
+        },
+        template_config=TemplateConfig(directory=FRONTEND / "templates", engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(
+            title="Video Export",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_json_body_bytes,
+        debug=settings.debug,
+    )
+
+
+def _provide_store(state: State) -> Store:
+    return state.store

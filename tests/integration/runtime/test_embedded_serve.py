@@ -1,0 +1,116 @@
+"""`vexport serve` with no service URLs: embedded Postgres + Redis + local store, clean stop, data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.fixtures.app import PASSWORD
+
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_mentioning(path: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(path) in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < START_TIMEOUT_S:
+        assert proc.poll() is None, f"vexport serve exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not ready after {START_TIMEOUT_S} s")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "S3_"))}
+    env.pop("SECRET_KEY", None)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> tuple[str, subprocess.Popen[bytes]]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "serve.log").open("ab"),
+        )
+        procs.append(proc)
+        return f"http://127.0.0.1:{port}", proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(STOP_TIMEOUT_S)
+
+
+def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base, proc = serve()
+    startup_s = wait_ready(base, proc)
+    print(f"embedded start-up to /ready: {startup_s:.2f} s")
+    data = tmp_path / ".data"
+    assert (data / "postgres" / "PG_VERSION").exists()
+    assert (data / "redis" / "redis.sock").exists()
+    assert len(processes_mentioning(data)) >= 2  # postgres and redis-server are running for us
+
+    with httpx.Client(base_url=base) as c:
+        c.get("/login")
+        r = c.post(
+            "/api/auth/register",
+            json={"email": "first@example.com", "password": PASSWORD},
+            headers={"x-csrftoken": c.cookies["csrftoken"]},
+        )
+        assert r.status_code == 201
+
+    assert stop(proc) == 0
+    assert processes_mentioning(data) == []
+
+    base, proc = serve()
+    wait_ready(base, proc)
+    with httpx.Client(base_url=base) as c:
+        c.get("/login")
+        r = c.post(
+            "/api/auth/login",
+            json={"email": "first@example.com", "password": PASSWORD},
+            headers={"x-csrftoken": c.cookies["csrftoken"]},
+        )
+        assert r.status_code == 200
+    assert stop(proc) == 0
+    assert processes_mentioning(data) == []
