@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.contract import Codec, EncoderChoice, RenderRequest, Segment
-from gpu_worker.encoders.base import DecodedFrame, VideoTarget
-from gpu_worker.encoders.cpu import CpuBackend, CpuEncoder
+from gpu_worker.encoders.base import VideoTarget
+from gpu_worker.encoders.cpu import CpuBackend
 from gpu_worker.encoders.nvenc import GpuBackendError, NvencBackend
 from gpu_worker.encoders.probe import CodecSupport, GpuInfo, GpuReport
 from gpu_worker.encoders.select import GpuUnavailableError, Selection, after_gpu_failure, select_backend
 from gpu_worker.engine import render
+from tests.fake_gpu import L4, OK, FailingGpuBackend
 from tests.media import decode_indices, make_video
 
-OK = CodecSupport(True)
 ABSENT = "NVENC not present on this GPU (e.g. H100)"
 NO_AV1 = "NVENC does not support AV1 on this GPU"
 BUSY = "NVENC session limit reached"
@@ -36,7 +36,6 @@ H100 = gpu(
     dict.fromkeys(("h264", "hevc", "av1"), CodecSupport(False, ABSENT)),
     {"h264": OK, "hevc": OK, "av1": CodecSupport(False, "NVDEC does not support AV1 on this GPU")},
 )
-L4 = gpu(0, "NVIDIA L4", {"h264": OK, "hevc": OK, "av1": OK})
 T4 = gpu(0, "Tesla T4", {"h264": OK, "hevc": OK, "av1": CodecSupport(False, NO_AV1)})
 FULL = gpu(0, "NVIDIA GeForce RTX 4090", dict.fromkeys(("h264", "hevc", "av1"), CodecSupport(False, BUSY)))
 
@@ -180,42 +179,13 @@ def test_nvenc_backend_without_the_library_fails_as_a_gpu_error(tmp_path: Path) 
     assert info.value.reason == NOT_INSTALLED
 
 
-class _FailingEncoder:
-    """A CPU encoder that loses its 'GPU' after a few frames, as NVENC can mid-render."""
-
-    device = "gpu"
-    name = "h264_nvenc@GPU0"
-
-    def __init__(self, inner: CpuEncoder, fail_after: int) -> None:
-        self._inner, self._left = inner, fail_after
-
-    def encode(self, frame: DecodedFrame, pts: int) -> None:
-        if self._left == 0:
-            raise GpuBackendError("NVENC session lost", "nvEncEncodePicture returned error 4")
-        self._left -= 1
-        self._inner.encode(frame, pts)
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class _FailingGpuBackend(CpuBackend):
-    device = "gpu"
-
-    def open_encoder(self, output, target):  # type: ignore[no-untyped-def,override]
-        return _FailingEncoder(super().open_encoder(output, target), fail_after=10)
-
-
 def test_a_gpu_failure_mid_render_is_rerendered_on_the_cpu(tmp_path: Path) -> None:
     source = make_video(tmp_path / "in.mp4", seconds=2, fps=25)
     request = RenderRequest(segments=[Segment(Fraction(1, 2), Fraction(3, 2))])
     selection = select_backend("auto", "h264", REPORTS["l4"])
     out = tmp_path / "out.mp4"
     with pytest.raises(GpuBackendError) as info:
-        render(request, source.path, out, backend=_FailingGpuBackend())
+        render(request, source.path, out, backend=FailingGpuBackend())
     assert not out.exists()
     rerun = after_gpu_failure(selection, info.value)
     result = render(request, source.path, out, backend=rerun.backend())

@@ -1,0 +1,81 @@
+"""run_render(): pick the backend, render, and re-render on the CPU when the GPU fails mid-way.
+
+The one entry point for the CLI and the export job, so both record the same encoder fields
+(encoder_requested, encoder_used, fallback_reason) for the same situation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gpu_worker.contract import EncoderChoice, RenderRequest
+from gpu_worker.encoders.base import Backend
+from gpu_worker.encoders.nvenc import GpuBackendError
+from gpu_worker.encoders.probe import GpuReport, probe_gpus
+from gpu_worker.encoders.select import Selection, after_gpu_failure, select_backend
+from gpu_worker.engine.pipeline import RenderResult, render
+from gpu_worker.engine.progress import ProgressCallback
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Selection], Backend]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOutcome:
+    """The rendered output plus what the export records about the encoder."""
+
+    result: RenderResult
+    encoder_requested: str
+    encoder_used: str
+    fallback_reason: str | None
+
+
+def run_render(
+    request: RenderRequest,
+    source_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    choice: EncoderChoice | str,
+    strict: bool = False,
+    gpu_index: int | None = None,
+    report: GpuReport | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    build_backend: BackendFactory = Selection.backend,
+) -> RenderOutcome:
+    """Render on the backend `choice` selects; a `GpuBackendError` re-renders from the start on the CPU.
+
+    `report` defaults to this process's GPU probe, which a CPU choice never needs (probing opens
+    NVENC sessions, which takes seconds on a GPU machine). `build_backend` turns a selection into
+    a backend (tests inject a failing GPU here). Raises `GpuUnavailableError` when a strict GPU
+    job cannot run on the GPU, and whatever `render` raises (ContractError, MediaError,
+    RenderCancelled), with no output left behind.
+    """
+    choice = EncoderChoice(choice)
+    if report is None:
+        report = GpuReport(driver_present=False) if choice is EncoderChoice.CPU else probe_gpus()
+    selection = select_backend(choice, request.video_codec, report, strict=strict, gpu_index=gpu_index)
+
+    def attempt(selection: Selection) -> RenderResult:
+        backend = build_backend(selection)
+        return render(request, source_path, output_path, backend=backend, progress=progress, cancel=cancel)
+
+    try:
+        result = attempt(selection)
+    except GpuBackendError as exc:
+        if selection.device != "gpu":
+            raise
+        log.warning("%s failed mid-render (%s); re-rendering on the CPU", selection.encoder_used, exc)
+        selection = after_gpu_failure(selection, exc)
+        result = attempt(selection)
+    return RenderOutcome(
+        result=result,
+        encoder_requested=str(selection.encoder_requested),
+        encoder_used=selection.encoder_used,
+        fallback_reason=selection.fallback_reason,
+    )
