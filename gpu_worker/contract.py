@@ -8,6 +8,7 @@ than msgspec so the web side can use it without PyAV.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,6 +22,7 @@ EXPORT_TASK = "export_video"
 MAX_SEGMENTS = 500
 
 Device = Literal["cpu", "gpu"]
+"""Where a backend runs; the one definition (encoders.base re-exports it)."""
 
 
 class Resolution(StrEnum):
@@ -98,6 +100,33 @@ RESOLUTION_HEIGHT: Mapping[Resolution, int] = {
 }
 
 
+TERMINAL_STATUSES: frozenset[ExportStatus] = frozenset(
+    {ExportStatus.COMPLETED, ExportStatus.FAILED, ExportStatus.CANCELLED}
+)
+
+
+class ProgressMessage(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """One live-progress snapshot: stored in the Redis hash `progress_key(id)` (one field per
+    attribute, JSON-encoded values) and published as JSON on `export_channel(id)` and
+    `user_channel(user_id)`. `seq` grows by one per message of an export, so a client drops any
+    message whose seq is not above the last one it applied."""
+
+    export_id: str
+    user_id: str
+    seq: int
+    status: ExportStatus
+    phase: Phase | None = None
+    percent: int = 0
+    frames_done: int = 0
+    frames_total: int = 0
+    fps: float = 0.0
+    eta_s: float | None = None
+    encoder_used: str | None = None
+    fallback_reason: str | None = None
+    error: str | None = None
+    attempt: int = 0
+
+
 def export_channel(export_id: object) -> str:
     return f"export:{export_id}"
 
@@ -114,21 +143,33 @@ def progress_key(export_id: object) -> str:
 # Time values: decimal strings or numbers in, exact Fractions inside.
 
 
+# What a seconds string may look like (also the JSON schema's pattern): no sign, no exponent, no
+# underscores, bounded digit counts, so parsing is cheap ("1e9999999" would build a huge integer).
+SECONDS_PATTERN = r"\d{1,9}(?:\.\d{1,9})?(?:/[1-9]\d{0,9})?"
+_SECONDS_RE = re.compile(SECONDS_PATTERN, re.ASCII)
+# Numbers are bounded by the same magnitude as strings (the render limits are far below it).
+MAX_SECONDS = 10**9
+
+
 def parse_seconds(value: object) -> Fraction:
-    """Exact seconds from "12.5", "25/2", 12 or 12.5 (floats via their shortest repr, so 0.1 is 1/10)."""
+    """Exact seconds from "12.5", "25/2", 12 or 12.5 (floats via their shortest repr, so 0.1 is 1/10).
+
+    Strings must match `SECONDS_PATTERN`; numbers must be finite and below `MAX_SECONDS` in size.
+    Negative numbers parse (validation names them), anything else raises ValueError.
+    """
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
-    if isinstance(value, Fraction | int):
-        return Fraction(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, Fraction | int | float):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number of seconds")
-        return Fraction(repr(value))
-    if isinstance(value, str) and len(value) <= 40:
-        try:
-            return Fraction(value.strip())
-        except (ValueError, ZeroDivisionError):
-            pass
+        if abs(value) >= MAX_SECONDS:
+            raise ValueError(f"must be less than {MAX_SECONDS} seconds")
+        return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _SECONDS_RE.fullmatch(text):
+            number, _, denominator = text.partition("/")
+            return Fraction(number) / int(denominator or 1)
     raise ValueError("must be a number of seconds, e.g. 12.5")
 
 
@@ -171,7 +212,7 @@ Seconds = Annotated[
     Fraction,
     msgspec.Meta(
         extra_json_schema={
-            "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(/\d+)?$"}, {"type": "number"}],
+            "anyOf": [{"type": "string", "pattern": f"^{SECONDS_PATTERN}$"}, {"type": "number"}],
             "description": "seconds: a decimal string ('12.5'), a ratio ('1001/30000') or a number",
         }
     ),
@@ -206,7 +247,9 @@ class RenderRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def video_codec(self) -> Codec:
-        return self.codec or FORMAT_CODECS[self.format][0]
+        """The codec to encode: `codec`, which __post_init__ fills with the format's default."""
+        assert self.codec is not None, "codec is set in __post_init__"
+        return self.codec
 
     def validate(self, duration: Fraction | None = None) -> None:
         """Raise ContractError naming the first bad field; with `duration`, also check segment bounds."""
@@ -309,9 +352,10 @@ def _x264(preset: str, crf: str) -> EncoderPreset:
 
 
 def _x265(preset: str, crf: str) -> EncoderPreset:
+    # No "tag" here: libx265 has no such option. CpuEncoder tags HEVC in MP4/MOV 'hvc1' itself.
     return EncoderPreset(
         "libx265",
-        {"preset": preset, "crf": crf, "tag": "hvc1", "x265-params": "log-level=error"},
+        {"preset": preset, "crf": crf, "x265-params": "log-level=error"},
         pix_fmt_10bit="yuv420p10le",
     )
 
@@ -351,7 +395,7 @@ QUALITY: Mapping[tuple[Codec, Device, Quality], EncoderPreset] = {
     (Codec.HEVC, "cpu", Quality.HIGH): _x265("slow", "21"),
     (Codec.HEVC, "cpu", Quality.LOSSLESS): EncoderPreset(
         "libx265",
-        {"preset": "medium", "tag": "hvc1", "x265-params": "lossless=1:log-level=error"},
+        {"preset": "medium", "x265-params": "lossless=1:log-level=error"},
         pix_fmt_10bit="yuv420p10le",
     ),
     (Codec.AV1, "cpu", Quality.DRAFT): _svtav1("10", "40"),

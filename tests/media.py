@@ -97,6 +97,7 @@ def make_video(
     audio_only_first_s: float | Fraction = 0.0,
     gop: int = 25,
     beeps: tuple[float, ...] = (),
+    bt709: bool = False,
 ) -> MadeVideo:
     """Write a test video; the container follows the suffix (.mp4 .mov .mkv .webm .ts .avi).
 
@@ -104,7 +105,8 @@ def make_video(
     `vfr` spaces frames irregularly; `audio_only_first_s` delays the first video frame so the file
     starts with audio only. Audio is a stereo 440 Hz tone covering the whole `seconds`, or, when
     `beeps` are given, silence with a 50 ms 1 kHz beep starting at each of those times (to check
-    where audio lands after a cut, see `beep_onsets`).
+    where audio lands after a cut, see `beep_onsets`). `bt709` tags the video BT.709 (matrix,
+    primaries, transfer); a `pix_fmt` of 'yuvj420p' also tags it full range.
     """
     path = Path(path)
     fps = Fraction(fps)
@@ -122,6 +124,11 @@ def make_video(
         video = out.add_stream(encoder, rate=fps, options=options)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.codec_context.time_base = time_base
+        if bt709:
+            ctx = video.codec_context
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1  # BT.709
+        if pix_fmt.startswith("yuvj"):
+            video.codec_context.color_range = 2  # full (JPEG) range
         if rotation:
             video.set_display_rotation(rotation)
         sound = _add_audio(out, path.suffix, audio_rate) if audio else None
@@ -271,12 +278,14 @@ def decode_output(path: Path) -> Decoded:
         audio = container.streams.audio[0] if container.streams.audio else None
         samples, audio_start = 0, None
         if audio is not None:
-            container.seek(0)
-            for frame in container.decode(audio):
-                if audio_start is None and frame.pts is not None:
-                    audio_start = Fraction(frame.pts) * audio.time_base
-                samples += frame.samples
-        container.seek(0)
+            # A fresh read, not seek(0): after a seek, Matroska/Opus frames come back stamped one
+            # packet late.
+            with av.open(str(path)) as again:
+                stream = again.streams.audio[0]
+                for frame in again.decode(stream):
+                    if audio_start is None and frame.pts is not None:
+                        audio_start = Fraction(frame.pts) * stream.time_base
+                    samples += frame.samples
         last_pts: dict[int, int] = {}
         monotonic = True
         for packet in container.demux():
@@ -321,16 +330,25 @@ def atom_order(path: Path) -> list[str]:
 
 
 def beep_onsets(path: Path) -> list[float]:
-    """Output times (seconds) where a beep starts: the first channel rising from silence."""
+    """Output presentation times (seconds) where a beep starts: the first channel rising from silence.
+
+    Times count from the output's time zero, not from its first decoded sample, so audio that
+    starts late or early shows up as shifted onsets. The first decoded frame's pts is the anchor:
+    decoders drop the encoder's priming samples (AAC's edit list, Opus's pre-skip) and stamp the
+    first frame they return with its presentation time, whereas the first packet's pts (-1024
+    samples for AAC in MP4, about -6.5 ms for Opus in WebM) is before the audible start.
+    """
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
-        chunks = [_first_channel(frame) for frame in container.decode(stream)]
-    loud = np.abs(np.concatenate(chunks)) > 0.1
+        frames = list(container.decode(stream))
+    first = frames[0].pts if frames and frames[0].pts is not None else 0
+    origin = float(first * frames[0].time_base) if frames else 0.0
+    loud = np.abs(np.concatenate([_first_channel(frame) for frame in frames])) > 0.1
     onsets, last_loud = [], -rate
     for i in np.flatnonzero(loud):
         if i - last_loud > rate // 50:
-            onsets.append(float(i / rate))
+            onsets.append(origin + float(i / rate))
         last_loud = i
     return onsets
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gpu_worker.contract import Device
 
 if TYPE_CHECKING:
     from av.container import InputContainer, OutputContainer
     from av.video.stream import VideoStream
 
-Device = Literal["cpu", "gpu"]
+
+# VideoTarget's colour fields, named as the codec context's attributes they are written to.
+COLOR_FIELDS = ("color_range", "colorspace", "color_primaries", "color_trc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class VideoTarget:
     `rotation` (counter-clockwise degrees, as `VideoFrame.rotation` reads it) is written as the
     output stream's display matrix (`VideoStream.set_display_rotation`): pixels are never turned.
     `ten_bit` asks for a 10-bit output when the codec's preset has one (contract.EncoderPreset).
+    `color_range`, `colorspace`, `color_primaries` and `color_trc` are the source's (FFmpeg enum
+    values, as `MediaInfo` has them; None: not declared): the output keeps the range and the tags.
     """
 
     codec: str
@@ -38,6 +44,10 @@ class VideoTarget:
     quality: str
     ten_bit: bool = False
     rotation: int = 0
+    color_range: int | None = None
+    colorspace: int | None = None
+    color_primaries: int | None = None
+    color_trc: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

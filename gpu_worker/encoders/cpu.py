@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from fractions import Fraction
 
 import av.error
 from av.container import InputContainer, OutputContainer
-from av.video.frame import PictureType
-from av.video.reformatter import Interpolation, VideoReformatter
+from av.video.frame import PictureType, VideoFrame
+from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 from av.video.stream import VideoStream
 
 from gpu_worker.contract import encoder_preset
-from gpu_worker.encoders.base import DecodedFrame, Device, VideoTarget
-from gpu_worker.engine.source import BadPacketBudget, MediaError
-
-# Seek back this far more each time a seek lands after the wanted start (inexact demuxers).
-_SEEK_BACKOFF_S = Fraction(2)
+from gpu_worker.encoders.base import COLOR_FIELDS, DecodedFrame, Device, VideoTarget
+from gpu_worker.engine.source import BadPacketBudget, MediaError, demux_from
 
 
 class CpuDecoder:
@@ -28,49 +24,31 @@ class CpuDecoder:
         self._stream = stream
         stream.thread_type = "AUTO"
         self._time_base = stream.time_base or Fraction(1, 90000)
-        self._first = Fraction(stream.start_time or 0) * self._time_base
 
     def frames(self, start: Fraction, end: Fraction | None) -> Iterator[DecodedFrame]:
-        back = Fraction(0)
-        while True:
-            target = start - back
-            self._seek(target)
-            frames = self._decode()
-            first = next(frames, None)
-            if first is None:
-                return
-            if first.time <= start or target <= self._first:
-                break
-            back += _SEEK_BACKOFF_S
-        for frame in itertools.chain([first], frames):
+        for frame in self._decode(start):
             if end is not None and frame.time >= end:
                 return
             yield frame
 
-    def _seek(self, time: Fraction) -> None:
-        # Before the first frame, seek to timestamp 0: MPEG-TS lands past the first keyframe otherwise.
-        offset = (
-            int(time / self._time_base) if time > self._first else min(0, int(self._first / self._time_base))
-        )
-        try:
-            self._source.seek(offset, stream=self._stream, backward=True)
-        except av.error.FFmpegError as exc:
-            raise MediaError("the video cannot be seeked (corrupt index?)") from exc
-
-    def _decode(self) -> Iterator[DecodedFrame]:
+    def _decode(self, start: Fraction) -> Iterator[DecodedFrame]:
         bad = BadPacketBudget("video")
         try:
-            for packet in self._source.demux(self._stream):
+            for packet in demux_from(self._source, self._stream, start):
                 try:
-                    frames = packet.decode()
+                    frames = self._stream.decode(packet)
                 except av.error.InvalidDataError as exc:
                     bad.spend(exc)
                     continue
-                for frame in frames:
-                    if frame.pts is not None:
-                        yield DecodedFrame(Fraction(frame.pts) * self._time_base, frame)
+                yield from self._stamped(frames)
+            yield from self._stamped(self._stream.decode(None))  # drain the frames still in the decoder
         except av.error.FFmpegError as exc:
             raise MediaError("the video stream is truncated or corrupt") from exc
+
+    def _stamped(self, frames: list[VideoFrame]) -> Iterator[DecodedFrame]:
+        for frame in frames:
+            if frame.pts is not None:
+                yield DecodedFrame(Fraction(frame.pts) * self._time_base, frame)
 
     def close(self) -> None:
         """Nothing to free: the container belongs to the pipeline."""
@@ -90,7 +68,17 @@ class CpuEncoder:
         stream = output.add_stream(preset.encoder, rate=target.frame_rate, options=dict(preset.options))
         stream.width, stream.height, stream.pix_fmt = target.width, target.height, self._pix_fmt
         stream.time_base = target.time_base
-        stream.codec_context.time_base = target.time_base
+        ctx = stream.codec_context
+        ctx.time_base = target.time_base
+        if target.codec == "hevc" and output.format.name in ("mp4", "mov"):
+            # FFmpeg tags HEVC in MP4 'hev1' (parameter sets in-band), which Apple players refuse;
+            # 'hvc1' (parameter sets in the sample description) plays everywhere. libx265 has no
+            # "tag" option: the tag is the codec context's.
+            ctx.codec_tag = "hvc1"
+        for name in COLOR_FIELDS:  # the source's range and colour tags, when it declares them
+            value = getattr(target, name)
+            if value is not None:
+                setattr(ctx, name, value)
         stream.thread_type = "AUTO"
         if target.rotation:
             stream.set_display_rotation(target.rotation)
@@ -98,12 +86,15 @@ class CpuEncoder:
         self._scaler = VideoReformatter()
 
     def encode(self, frame: DecodedFrame, pts: int) -> None:
+        src_range, dst_range = _color_ranges(frame.payload, self._target.color_range)
         picture = self._scaler.reformat(
             frame.payload,
             width=self._target.width,
             height=self._target.height,
             format=self._pix_fmt,
             interpolation=Interpolation.BICUBIC,
+            src_color_range=src_range,
+            dst_color_range=dst_range,
         )
         picture.pts, picture.time_base = pts, self._target.time_base
         # A decoded frame keeps its I/P/B type; encoders would take it as a forced type.
@@ -115,6 +106,16 @@ class CpuEncoder:
 
     def close(self) -> None:
         """Nothing to free: the stream and its codec context close with the output container."""
+
+
+def _color_ranges(picture: VideoFrame, wanted: int | None) -> tuple[int | None, int | None]:
+    """(source, output) colour range for the scaler: the output keeps the source's declared range
+    (full-range stays full); an undeclared one is left to swscale's defaults, as before."""
+    if not wanted:
+        return None, None
+    full = picture.format.name.startswith("yuvj")
+    source = picture.color_range or (ColorRange.JPEG if full else ColorRange.MPEG)
+    return int(source), wanted
 
 
 class CpuBackend:

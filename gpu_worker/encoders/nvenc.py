@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
-import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +40,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from gpu_worker.contract import EncoderPreset, encoder_preset
 from gpu_worker.encoders.base import DecodedFrame, Device, VideoTarget
+from gpu_worker.engine.source import demux_from
 
 if TYPE_CHECKING:
     from av.container import InputContainer, OutputContainer
@@ -62,7 +62,6 @@ NVDEC_CODECS: Mapping[str, tuple[str, str | None]] = {
 _NVENC_CODECS = ("h264", "hevc", "av1")
 _MAX_B_FRAMES = 3
 _GOP_SECONDS = 2
-_SEEK_BACKOFF_S = Fraction(2)
 # NV_ENC_PIC_TYPE_I and NV_ENC_PIC_TYPE_IDR in the 'picture_type' of Encode()'s output.
 _KEY_PICTURES = (2, 3)
 
@@ -202,24 +201,8 @@ def iter_decoder_packets(source: InputContainer, stream: VideoStream, start: Fra
 
 
 def _demux_from(source: InputContainer, stream: VideoStream, start: Fraction) -> Iterator[av.Packet]:
-    """Demux from the keyframe before `start`; like the CPU decoder, seek further back while an
-    inexact demuxer (Matroska, MPEG-TS) lands after `start`."""
-    time_base = stream.time_base or Fraction(1, 90000)
-    first = Fraction(stream.start_time or 0) * time_base
-    back = Fraction(0)
-    while True:
-        target = max(start - back, first)
-        source.seek(math.floor(target / time_base), stream=stream, backward=True, any_frame=False)
-        packets = (p for p in source.demux(stream) if p.size > 0)
-        head = next(packets, None)
-        if head is None:
-            return
-        stamp = head.pts if head.pts is not None else head.dts
-        if stamp is None or stamp * time_base <= start or target <= first:
-            break
-        back += _SEEK_BACKOFF_S
-    yield head
-    yield from packets
+    """Demux from the keyframe at or before `start`: the seek the CPU decoder uses (engine.source)."""
+    return demux_from(source, stream, start)
 
 
 def _always_device(width: int, height: int, bit_depth: int) -> bool:
@@ -566,6 +549,9 @@ class NvencEncoder:
         options = nvenc_options(target, preset, gpu_index, _max_b_frames(nvc, gpu_index, target.codec))
         self._session = self._create(options, cpu_input=scaler.kind == "host")
         self.b_frames = int(self._session.GetNumBFrames())
+        # Known gaps (CpuEncoder handles both): a stream for pre-encoded packets has no codec
+        # context, so HEVC in MP4 keeps FFmpeg's default 'hev1' tag (Apple players want 'hvc1')
+        # and the target's colour range/tags are not written (NVENC's VUI is left unspecified).
         stream = output.add_mux_stream(
             target.codec,
             rate=target.frame_rate,

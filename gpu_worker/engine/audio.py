@@ -131,6 +131,8 @@ class AudioTrack:
         time_base = self._input.time_base or Fraction(1, self.rate)
         resampler = AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
         position: int | None = None
+        # One source tick in output samples: how far a rounded timestamp may be from the truth.
+        tolerance = time_base * self.rate
         bad = BadPacketBudget("audio")
         try:
             self._source.seek(
@@ -143,22 +145,33 @@ class AudioTrack:
                     bad.spend(exc)
                     continue
                 for out in frames:
-                    position = _position(out, start, self.rate, position)
+                    position = _position(out, start, self.rate, position, tolerance)
                     yield out.to_ndarray(), position
                     position += out.samples
             for out in resampler.resample(None):
-                position = _position(out, start, self.rate, position)
+                position = _position(out, start, self.rate, position, tolerance)
                 yield out.to_ndarray(), position
                 position += out.samples
         except av.error.FFmpegError as exc:
             raise MediaError("the audio stream is truncated or corrupt") from exc
 
 
-def _position(frame: AudioFrame, start: Fraction, rate: int, running: int | None) -> int:
-    """A frame's first sample relative to `start`, from its timestamp (else continuing the last one)."""
+def _position(
+    frame: AudioFrame, start: Fraction, rate: int, running: int | None, tolerance: Fraction = Fraction(0)
+) -> int:
+    """A frame's first sample relative to `start`: the running position (where the previous frame
+    ended) unless the frame's timestamp is more than `tolerance` samples away from it.
+
+    Timestamps are rounded to the source's time base: with Matroska's 1 ms, each AAC frame's pts is
+    up to 24 samples (at 48 kHz) off its true place, and following it would cut or pad every frame
+    (clicks). Only a real gap or overlap, larger than one source tick, moves the position.
+    """
     if frame.pts is None or frame.time_base is None:
         return running or 0
-    return round((frame.pts * frame.time_base - start) * rate)
+    stamped = round((frame.pts * frame.time_base - start) * rate)
+    if running is None or abs(stamped - running) > tolerance:
+        return stamped
+    return running
 
 
 def _faded(chunk: np.ndarray, at: int, total: int, fade: int) -> np.ndarray:

@@ -90,6 +90,10 @@ def encode_file(job: RenderJob, spans: Sequence[Span], path: Path) -> FileResult
             quality=str(request.quality),
             ten_bit=info.bit_depth > 8,
             rotation=info.rotation,
+            color_range=info.color_range,
+            colorspace=info.colorspace,
+            color_primaries=info.color_primaries,
+            color_trc=info.color_trc,
         )
         decoder = job.backend.open_decoder(video_in, stream)
         stack.callback(decoder.close)
@@ -103,20 +107,23 @@ def encode_file(job: RenderJob, spans: Sequence[Span], path: Path) -> FileResult
         for span, offset in with_offsets(spans):
             if audio is not None:
                 audio.start_span(span.start, span.end, offset)
-            for frame in decoder.frames(span.start, span.end):
-                job.check_cancel()  # every frame: a slow encoder must still stop within a second or two
-                if frame.time < span.start:
-                    continue
-                output_time = frame.time - span.start + offset
-                pts = int(output_time / target.time_base)
-                if pts <= last_pts:
-                    raise MediaError("the video's timestamps are out of order (AVI with B-frames?)")
-                encoder.encode(frame, pts)
-                last_pts = pts
-                frames += 1
-                job.meter.advance()
-                if audio is not None:
-                    audio.pump(output_time)
+            # closing(): on a failure the generator (an NVDEC session for the GPU backend) ends now,
+            # not when the traceback holding this frame is dropped (after a CPU re-render).
+            with contextlib.closing(decoder.frames(span.start, span.end)) as decoded:
+                for frame in decoded:
+                    job.check_cancel()  # every frame: a slow encoder must still stop within a second or two
+                    if frame.time < span.start:
+                        continue
+                    output_time = frame.time - span.start + offset
+                    pts = int(output_time / target.time_base)
+                    if pts <= last_pts:
+                        raise MediaError("the video's timestamps are out of order (AVI with B-frames?)")
+                    encoder.encode(frame, pts)
+                    last_pts = pts
+                    frames += 1
+                    job.meter.advance()
+                    if audio is not None:
+                        audio.pump(output_time)
             duration = offset + span.duration
         encoder.flush()
         if audio is not None:

@@ -9,6 +9,8 @@ Any FFmpeg failure becomes `MediaError` with a short message a user can read.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -18,6 +20,9 @@ import av
 import av.error
 import msgspec
 from av.container import InputContainer
+from av.packet import Packet
+from av.stream import Stream
+from av.video.codeccontext import VideoCodecContext
 
 ALLOWED_DEMUXERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts"})
 _FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts"
@@ -28,7 +33,13 @@ MAX_DURATION = Fraction(6 * 3600)
 OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
 PROBE_MAX_PACKETS = 2000
+# Demuxing packets (no decoding) to find the end of a file without a duration: 6 h of 60 fps video
+# with 50 audio packets a second is about 2.4 M packets.
+MAX_SCAN_PACKETS = 3_000_000
 MAX_BAD_PACKETS = 50
+# Seek back this far more (doubling) each time a seek lands after the wanted start (inexact
+# demuxers: Matroska cues, MPEG-TS byte seeks).
+SEEK_BACKOFF_S = Fraction(2)
 
 
 class MediaError(Exception):
@@ -66,6 +77,11 @@ class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
     audio_channels: int | None = None
     audio_layout: str | None = None
     audio_rate: int | None = None
+    # Declared colour properties as FFmpeg enum values; None where the file leaves them unspecified.
+    color_range: int | None = None
+    colorspace: int | None = None
+    color_primaries: int | None = None
+    color_trc: int | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -114,8 +130,46 @@ def _check_limits(container: InputContainer) -> None:
 
 
 def container_duration(container: InputContainer) -> Fraction:
-    """Duration in seconds from the container header (the timeline's source duration)."""
-    return Fraction(container.duration or 0, av.time_base)
+    """Duration in seconds (the timeline's source duration): from the container header, else, for
+    files without one (a browser's MediaRecorder WebM has no Duration element), from the end of
+    the last packet found by demuxing the whole file (`scanned_end`)."""
+    if container.duration:
+        return Fraction(container.duration, av.time_base)
+    end = scanned_end(container.name)
+    return max(Fraction(0), end - container_start(container)) if end is not None else Fraction(0)
+
+
+def scanned_end(path: str | os.PathLike[str]) -> Fraction | None:
+    """The latest packet end time (pts + duration, seconds) of the file; demux only, no decoding,
+    at most MAX_SCAN_PACKETS packets (None beyond that, or when no packet has a timestamp)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _scanned_end(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _scanned_end(path: str, size: int, mtime_ns: int) -> Fraction | None:
+    # Keyed on size and mtime too: a render opens the same source several times, scan it once.
+    end: Fraction | None = None
+    try:
+        with av.open(
+            path,
+            options={"protocol_whitelist": "file", "format_whitelist": _FORMAT_WHITELIST},
+            timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S),
+        ) as container:
+            for count, packet in enumerate(container.demux()):
+                if count >= MAX_SCAN_PACKETS:
+                    return None
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None or packet.time_base is None:
+                    continue
+                last = (stamp + (packet.duration or 0)) * packet.time_base
+                end = last if end is None else max(end, last)
+    except av.error.FFmpegError:
+        pass  # a truncated tail: what was read still counts
+    return end
 
 
 def container_start(container: InputContainer) -> Fraction:
@@ -146,7 +200,23 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             audio_channels=audio.codec_context.channels if audio else None,
             audio_layout=audio.codec_context.layout.name if audio else None,
             audio_rate=audio.codec_context.sample_rate if audio else None,
+            **_colors(ctx),
         )
+
+
+# FFmpeg's "unspecified" per property: AVCOL_RANGE_UNSPECIFIED, AVCOL_SPC/PRI/TRC_UNSPECIFIED.
+_UNSPECIFIED = {"color_range": 0, "colorspace": 2, "color_primaries": 2, "color_trc": 2}
+
+
+def _colors(ctx: VideoCodecContext) -> dict[str, int | None]:
+    """The declared colour range and tags; a 'yuvj' pixel format is full range even untagged."""
+    colors: dict[str, int | None] = {}
+    for name, unspecified in _UNSPECIFIED.items():
+        value = int(getattr(ctx, name) or 0)
+        colors[name] = value if value != unspecified else None
+    if colors["color_range"] is None and ctx.format is not None and ctx.format.name.startswith("yuvj"):
+        colors["color_range"] = 2  # AVCOL_RANGE_JPEG
+    return colors
 
 
 def _first_frame_rotation(container: InputContainer) -> int:
@@ -161,3 +231,51 @@ def _first_frame_rotation(container: InputContainer) -> int:
     except av.error.FFmpegError as exc:
         raise MediaError("the video stream cannot be decoded") from exc
     raise MediaError("the video stream has no decodable frame")
+
+
+def demux_from(source: InputContainer, stream: Stream, start: Fraction) -> Iterator[Packet]:
+    """The stream's packets from its last keyframe at or before `start` (absolute seconds).
+
+    The one seek both render backends use: the first packet is a keyframe (a hardware decoder
+    fed from a non-keyframe fails or shows garbage), empty packets are left out (decoders are
+    flushed by their caller). Demuxers whose seek is inexact (Matroska, MPEG-TS) may land after
+    `start` or on a non-keyframe: the seek then goes back further until the keyframe is early
+    enough. A start at or before the first frame seeks to timestamp 0 (MPEG-TS would otherwise land
+    past its first keyframe). Seek and demux failures raise MediaError.
+    """
+    time_base = stream.time_base or Fraction(1, 90000)
+    first = Fraction(stream.start_time or 0) * time_base
+    back = Fraction(0)
+    try:
+        while True:
+            target = start - back
+            _seek(source, stream, target, first, time_base)
+            packets = (packet for packet in source.demux(stream) if packet.size > 0)
+            head = next((packet for packet in packets if packet.is_keyframe), None)
+            if head is None and target <= first:
+                # No packet flagged as a keyframe at all: hand over everything, decoders cope.
+                _seek(source, stream, target, first, time_base)
+                packets = (packet for packet in source.demux(stream) if packet.size > 0)
+                head = next(packets, None)
+                if head is None:
+                    return
+                break
+            if head is not None:
+                stamp = head.pts if head.pts is not None else head.dts
+                if stamp is None or stamp * time_base <= start or target <= first:
+                    break
+            back = back * 2 if back else SEEK_BACKOFF_S
+        yield head
+        yield from packets
+    except av.error.FFmpegError as exc:
+        raise MediaError("the video stream is truncated or corrupt") from exc
+
+
+def _seek(
+    source: InputContainer, stream: Stream, time: Fraction, first: Fraction, time_base: Fraction
+) -> None:
+    offset = math.floor(time / time_base) if time > first else min(0, math.floor(first / time_base))
+    try:
+        source.seek(offset, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError as exc:
+        raise MediaError("the video cannot be seeked (corrupt index?)") from exc

@@ -1,4 +1,8 @@
-"""A streaming ZIP writer: stored entries, ZIP64 always, any sink with `write` (file, S3 part buffer).
+"""A streaming ZIP writer: stored entries, ZIP64 always, any synchronous sink with `write`.
+
+The sink is a plain blocking one (a local file, a socket wrapper, a BytesIO). A store's
+`ObjectWriter` is async and cannot be passed in directly: the clips ZIP is written to a local
+file and then uploaded with `Store.put_file`, which streams it to S3 in parts.
 
 It never seeks: each entry's CRC and size are computed from the finished file before its local
 header is written, so no data descriptors are needed (some readers mishandle them for stored

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from .base import (
+    MAX_PRESIGN_S,
     READ_CHUNK,
     InvalidKey,
     ObjectNotFound,
@@ -159,7 +160,10 @@ class LocalStore(Store):
     async def download_url(self, key: str, *, filename: str, expires_s: int | None = None) -> str:
         """`{public_base_url}/{key}?exp=…&name=…&sig=…`, checked by `verify_download` when served."""
         validate_key(key)
-        exp = int(time.time()) + (self._expiry_s if expires_s is None else expires_s)
+        expires = self._expiry_s if expires_s is None else expires_s
+        if not 0 < expires <= MAX_PRESIGN_S:  # the same bound as S3's presigned URLs
+            raise ValueError(f"expires_s must be in 1..{MAX_PRESIGN_S}")
+        exp = int(time.time()) + expires
         name = sanitize_filename(filename)
         query = urlencode({"exp": exp, "name": name, "sig": self._sign(key, exp, name)})
         return f"{self._base_url}/{quote(key)}?{query}"

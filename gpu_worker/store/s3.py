@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _DELETE_BATCH = 1000  # DeleteObjects' limit
-_cleanup_tasks: set[asyncio.Task[None]] = set()  # strong refs: an orphaned task could be garbage-collected
 
 
 def _code(exc: ClientError) -> str:
@@ -72,6 +71,9 @@ class _MultipartWriter:
         self._algorithm = {"ChecksumAlgorithm": "CRC32"} if checksums else {}
         self._buffer = bytearray()
         self._upload_id: str | None = None
+        # The CreateMultipartUpload call, shielded: a cancel while it is in flight must not lose the
+        # upload id S3 is about to hand out, or nothing could abort that upload.
+        self._creating: asyncio.Future[Any] | None = None
         self._parts: list[dict[str, Any]] = []
         self.written = 0
 
@@ -104,6 +106,11 @@ class _MultipartWriter:
 
     async def abort(self) -> None:
         """Drop the parts already uploaded; logged, not raised, so the original error stays the one seen."""
+        if self._upload_id is None and self._creating is not None:
+            try:  # cancelled while S3 was creating the upload: wait for its id
+                self._upload_id = (await self._creating)["UploadId"]
+            except (Exception, asyncio.CancelledError):
+                return  # the creation failed: there is no upload to abort
         if self._upload_id is None:
             return
         try:
@@ -118,9 +125,12 @@ class _MultipartWriter:
     async def _upload_part(self, body: bytes) -> None:
         with _translated(self._key):
             if self._upload_id is None:
-                created = await self._client.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, ContentType=self._content_type, **self._algorithm
+                self._creating = asyncio.ensure_future(
+                    self._client.create_multipart_upload(
+                        Bucket=self._bucket, Key=self._key, ContentType=self._content_type, **self._algorithm
+                    )
                 )
+                created = await asyncio.shield(self._creating)
                 self._upload_id = created["UploadId"]
             number = len(self._parts) + 1
             answer = await self._client.upload_part(
@@ -164,6 +174,9 @@ class S3Store(Store):
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._client_lock = asyncio.Lock()
+        # Aborts still running after their upload failed or was cancelled (strong refs, so they are not
+        # garbage-collected); `aclose` waits for them before it closes the client they use.
+        self._cleanup: set[asyncio.Task[None]] = set()
 
     async def _s3(self) -> Any:
         if self._client is None:
@@ -188,8 +201,8 @@ class S3Store(Store):
         except BaseException:
             # Shielded so a second cancellation cannot leave the upload (and its stored parts) behind.
             task = asyncio.ensure_future(writer.abort())
-            _cleanup_tasks.add(task)
-            task.add_done_callback(_cleanup_tasks.discard)
+            self._cleanup.add(task)
+            task.add_done_callback(self._cleanup.discard)
             await asyncio.shield(task)
             raise
 
@@ -272,5 +285,7 @@ class S3Store(Store):
             raise StoreError(f"S3 bucket {self._bucket!r} is not usable: {exc}") from exc
 
     async def aclose(self) -> None:
+        if self._cleanup:
+            await asyncio.gather(*self._cleanup, return_exceptions=True)
         await self._stack.aclose()
         self._client = None

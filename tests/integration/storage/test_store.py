@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -163,6 +164,69 @@ async def test_cancelled_upload_leaves_nothing(store: Store, leftovers: Callable
         await task
     assert await store.size(key) is None
     assert leftovers() == []
+
+
+def _open_uploads(s3_admin: Any, settings: StoreSettings) -> list[str]:
+    return [u["Key"] for u in s3_admin.list_multipart_uploads(Bucket=settings.bucket).get("Uploads", [])]
+
+
+async def test_s3_cancel_while_the_upload_is_being_created_leaves_nothing(
+    s3_store: S3Store, s3_store_settings: StoreSettings, s3_admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 has created the upload but its answer (the id needed to abort it) is still on the way."""
+    client = await s3_store._s3()
+    create = client.create_multipart_upload
+    created = asyncio.Event()
+
+    async def slow_answer(**params: Any) -> Any:
+        answer = await create(**params)
+        created.set()
+        await asyncio.sleep(0.2)
+        return answer
+
+    monkeypatch.setattr(client, "create_multipart_upload", slow_answer)
+    key = a_key()
+    task = asyncio.create_task(s3_store.put_stream(key, chunked(payload(6 * MIB), MIB)))
+    await asyncio.wait_for(created.wait(), timeout=30)
+    assert _open_uploads(s3_admin, s3_store_settings) == [key]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _open_uploads(s3_admin, s3_store_settings) == []
+
+
+async def test_s3_aclose_waits_for_an_abort_still_running(
+    s3_store_settings: StoreSettings, s3_admin: Any
+) -> None:
+    store = S3Store(s3_store_settings)
+    client = await store._s3()
+    abort = client.abort_multipart_upload
+    aborting = asyncio.Event()
+
+    async def slow_abort(**params: Any) -> Any:
+        aborting.set()
+        await asyncio.sleep(0.2)
+        return await abort(**params)
+
+    client.abort_multipart_upload = slow_abort
+    sent_a_part = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        async for chunk in chunked(payload(6 * MIB), MIB):
+            yield chunk
+        sent_a_part.set()
+        await asyncio.Event().wait()  # never comes
+        yield b""
+
+    task = asyncio.create_task(store.put_stream(a_key(), stalls()))
+    await asyncio.wait_for(sent_a_part.wait(), timeout=30)
+    task.cancel()
+    await aborting.wait()
+    task.cancel()  # a second cancel (e.g. shutdown) leaves the shielded abort running
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.aclose()  # must not pull the client from under the abort
+    assert _open_uploads(s3_admin, s3_store_settings) == []
 
 
 async def test_open_writer_commits_on_clean_exit(store: Store) -> None:
@@ -379,9 +443,15 @@ async def test_s3_download_url_serves_the_bytes_as_an_attachment(s3_store: S3Sto
     assert response.headers["content-type"] == "video/mp4"
 
 
-async def test_s3_download_url_expiry_is_bounded(s3_store: S3Store) -> None:
-    with pytest.raises(ValueError, match="expires_s"):
-        await s3_store.download_url(a_key(), filename="x.mp4", expires_s=8 * 24 * 3600)
+@pytest.mark.parametrize("expires_s", [8 * 24 * 3600, 7 * 24 * 3600 + 1, 0, -1])
+async def test_download_url_expiry_is_bounded_to_seven_days(store: Store, expires_s: int) -> None:
+    with pytest.raises(ValueError, match=r"expires_s must be in 1\.\.604800"):
+        await store.download_url(a_key(), filename="x.mp4", expires_s=expires_s)
+
+
+@pytest.mark.parametrize("expires_s", [1, 7 * 24 * 3600])
+async def test_download_url_expiry_limits_are_accepted(store: Store, expires_s: int) -> None:
+    assert await store.download_url(a_key(), filename="x.mp4", expires_s=expires_s)
 
 
 def split_local_url(url: str) -> tuple[str, dict[str, str]]:
@@ -415,11 +485,23 @@ async def test_local_download_url_rejects_tampering_and_expiry(local_store: Loca
     assert not local_store.verify_download(key, exp, name, "é" * len(sig))
     assert not local_store.verify_download("../x", exp, name, sig)
 
-    _, old = split_local_url(await local_store.download_url(key, filename="a.mp4", expires_s=-1))
-    assert not local_store.verify_download(key, old["exp"], old["name"], old["sig"])
-
     other = LocalStore(StoreSettings(local_root=local_store.root, signing_secret=b"another secret"))
     assert not other.verify_download(key, exp, name, sig)
+
+
+async def test_local_download_url_expires_after_its_lifetime(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, now = a_key(), 1_800_000_000.0
+    clock = SimpleNamespace(time=lambda: now)
+    monkeypatch.setattr("gpu_worker.store.local.time", clock)
+    _, query = split_local_url(await local_store.download_url(key, filename="a.mp4", expires_s=60))
+    assert query["exp"] == str(int(now) + 60)
+    link = (key, query["exp"], query["name"], query["sig"])
+    clock.time = lambda: now + 60
+    assert local_store.verify_download(*link)
+    clock.time = lambda: now + 61
+    assert not local_store.verify_download(*link)
 
 
 async def test_local_download_url_needs_a_secret(tmp_path: Path) -> None:

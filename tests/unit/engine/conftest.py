@@ -50,7 +50,8 @@ def vfr(media_dir: Path) -> MadeVideo:
 
 @pytest.fixture(scope="session")
 def rotated(media_dir: Path) -> MadeVideo:
-    return make_video(media_dir / "rotated.mp4", seconds=1, rotation=90)
+    """640x360 coded, shown turned 90° (portrait), like a phone video."""
+    return make_video(media_dir / "rotated.mp4", seconds=1, width=640, height=360, rotation=90)
 
 
 @pytest.fixture(scope="session")

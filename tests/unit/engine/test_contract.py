@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 
 import msgspec
@@ -9,17 +10,20 @@ import pytest
 
 from gpu_worker.contract import (
     QUALITY,
+    SECONDS_PATTERN,
     Codec,
     ContractError,
     Format,
     Phase,
     ProgressReport,
     Quality,
+    Segment,
     audio_spec,
     decode_request,
     export_channel,
     fit_size,
     format_seconds,
+    parse_seconds,
     progress_key,
     user_channel,
 )
@@ -51,6 +55,57 @@ def test_unknown_fields_and_bad_enums_are_rejected() -> None:
 def test_non_numeric_segment_time_is_rejected_naming_the_field() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"segments\[0\]\.start"):
         decode_request({"segments": [{"start": "soon", "end": 2}]})
+
+
+def test_exponent_strings_are_rejected_fast_naming_the_field() -> None:
+    # Fraction("1e9999999") would build a ten-million-digit integer: seconds of CPU per request.
+    began = time.perf_counter()
+    with pytest.raises(msgspec.ValidationError, match=r"segments\[0\]\.end"):
+        decode_request({"segments": [{"start": "0", "end": "1e9999999"}]})
+    assert time.perf_counter() - began < 0.010
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1e3",
+        "1E3",
+        "-1",
+        "+1",
+        "1_000",
+        " 1.",
+        ".5",
+        "1/0",
+        "1.5/0",
+        "nan",
+        "inf",
+        "1234567890",
+        "\N{ARABIC-INDIC DIGIT ONE}",
+    ],
+)
+def test_seconds_strings_outside_the_schema_pattern_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="must be a number of seconds"):
+        parse_seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("12.5", Fraction(25, 2)), (" 25/2 ", Fraction(25, 2)), ("1.5/3", Fraction(1, 2)), ("007", Fraction(7))],
+)
+def test_seconds_strings_matching_the_schema_pattern_parse_exactly(value: str, expected: Fraction) -> None:
+    assert parse_seconds(value) == expected
+
+
+@pytest.mark.parametrize("value", [10**9, -(10**9), 1e300, float("inf"), 10**400])
+def test_huge_numbers_of_seconds_are_rejected(value: float) -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        parse_seconds(value)
+
+
+def test_schema_pattern_is_the_parser_pattern() -> None:
+    schema = msgspec.json.schema(Segment, schema_hook=lambda t: {})
+    start = schema["$defs"]["Segment"]["properties"]["start"]
+    assert start["anyOf"][0] == {"type": "string", "pattern": f"^{SECONDS_PATTERN}$"}
 
 
 @pytest.mark.parametrize(
@@ -162,3 +217,15 @@ def test_names_shared_with_the_web_side() -> None:
 
 def test_progress_percent() -> None:
     assert ProgressReport(Phase.RENDERING, 25, 100, 30.0, 2.5).percent == 25.0
+
+
+def test_device_is_defined_once_and_shared_with_the_backends() -> None:
+    from gpu_worker.contract import Device
+    from gpu_worker.encoders import base
+
+    assert base.Device is Device
+
+
+def test_video_codec_is_the_requested_or_default_codec() -> None:
+    assert decode_request({"format": "webm"}).video_codec is Codec.VP9
+    assert decode_request({"format": "mp4", "codec": "hevc"}).video_codec is Codec.HEVC

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from gpu_worker.contract import RenderRequest
 from gpu_worker.engine import RenderResult
-from tests.media import MadeVideo, atom_order, beep_onsets, decode_output
+from tests.media import MadeVideo, atom_order, beep_onsets, decode_output, make_video
 
 SEGMENTS = [("0.2", "0.6"), ("1.0", "1.24"), ("0", "0.12")]
 FRAMES = [*range(5, 15), *range(25, 31), 0, 1, 2]
@@ -49,6 +52,8 @@ def test_format_and_codec_render_exact_frames_in_sync(
     assert out.times == sorted(set(out.times))
     assert out.dts_monotonic
     assert abs(out.audio_duration - out.video_duration) <= Fraction(out.audio_frame_size, out.audio_rate)
+    assert out.audio_start is not None
+    assert abs(out.audio_start) < Fraction(out.audio_frame_size, out.audio_rate)
     if fmt != "webm":
         order = atom_order(result.path)
         assert order.index("moov") < order.index("mdat")
@@ -65,3 +70,20 @@ def test_audio_is_cut_sample_accurately_at_every_join(
     """Source beeps at 0.4 s and 1.1 s; cut to [0.2, 0.6) + [1.0, 1.24) they start at 0.2 s and 0.5 s."""
     result = run(beeps, req([("0.2", "0.6"), ("1.0", "1.24")], format=fmt, codec=codec))
     assert beep_onsets(result.path) == pytest.approx([0.2, 0.5], abs=0.001)
+    out = decode_output(result.path)
+    assert out.audio_start is not None
+    assert abs(out.audio_start) < Fraction(out.audio_frame_size, out.audio_rate)
+
+
+def test_aac_from_matroska_is_continuous_without_clicks(
+    tmp_path: Path, run: Callable[..., RenderResult], req: Callable[..., RenderRequest]
+) -> None:
+    """Matroska stamps AAC frames in whole milliseconds (each up to 24 samples off at 48 kHz); the
+    samples must still follow each other without gaps or overlaps: a pure 440 Hz tone stays smooth."""
+    source = make_video(tmp_path / "tone.mkv", seconds=1.5)
+    result = run(source, req([("0.2", "1.32")]))
+    with av.open(str(result.path)) as container:
+        x = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    edge = 48000 // 50  # the 5 ms fades at the ends of the span bend the wave on purpose
+    assert len(x) >= round(1.12 * 48000)
+    assert np.abs(np.diff(x[edge:-edge], 2)).max() < 0.01

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -12,8 +11,10 @@ import av
 import pytest
 
 from gpu_worker.contract import ContractError, RenderRequest
-from gpu_worker.encoders.cpu import CpuBackend
+from gpu_worker.encoders.base import DecodedFrame, VideoTarget
+from gpu_worker.encoders.cpu import CpuBackend, CpuEncoder
 from gpu_worker.engine import MediaError, RenderResult, render
+from gpu_worker.engine.source import probe
 from tests.media import (
     Decoded,
     MadeVideo,
@@ -23,6 +24,8 @@ from tests.media import (
     make_garbage,
     make_truncated,
     make_video,
+    pattern,
+    read_frame_index,
 )
 
 F = Fraction
@@ -35,11 +38,15 @@ def expected(source: MadeVideo, *segments: tuple[str, str]) -> list[int]:
 
 
 def assert_in_sync(out: Decoded) -> None:
-    """Timestamps start at 0 and rise; audio lasts as long as video, within one audio frame."""
+    """Timestamps start at 0 and rise; audio starts at 0 and lasts as long as video, within one
+    audio frame."""
     assert out.times[0] == 0
     assert out.times == sorted(set(out.times))
     assert out.dts_monotonic
     assert abs(out.audio_duration - out.video_duration) <= F(out.audio_frame_size, out.audio_rate)
+    if out.audio_codec is not None:
+        assert out.audio_start is not None
+        assert abs(out.audio_start) < F(out.audio_frame_size, out.audio_rate)
 
 
 def test_cfr_segments_hold_exactly_their_frames_in_order(cfr25: MadeVideo, run: Run, req: Req) -> None:
@@ -98,10 +105,12 @@ def test_vfr_source_keeps_relative_timing_and_offsets_later_segments(
 
 
 def test_rotation_is_carried_as_display_matrix(rotated: MadeVideo, run: Run, req: Req) -> None:
+    """A 640x360 picture shown turned (portrait 360x640) fits 360p's turned box (360x640) as it is;
+    fitting the unturned 640x360 box would shrink it to 360x202."""
     result = run(rotated, req([("0", "0.5")], resolution="360p"))
     out = decode_output(result.path)
     assert out.rotation == 90
-    assert (out.width, out.height) == (result.width, result.height) == (320, 180)
+    assert (out.width, out.height) == (result.width, result.height) == (640, 360)
     assert out.indices == list(range(13))
 
 
@@ -197,9 +206,14 @@ def test_source_truncated_after_its_index_renders_what_is_readable_quickly(tmp_p
 def test_corrupt_media_data_never_hangs(tmp_path: Path, req: Req) -> None:
     source = make_corrupt(tmp_path / "corrupt.mp4")
     started = time.monotonic()
-    with contextlib.suppress(MediaError):
+    written = ["out.mp4"]
+    try:
         render(req(), source, tmp_path / "out.mp4", backend=CpuBackend())
+    except MediaError:
+        written = []
     assert time.monotonic() - started < 5
+    # Either the whole output or nothing: never a partial file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.mp4", *written]
 
 
 def _source_times(path: Path) -> list[Fraction]:
@@ -229,3 +243,46 @@ def test_avi_with_b_frames_is_refused_rather_than_misordered(tmp_path: Path, req
     with pytest.raises(MediaError, match="out of order"):
         render(req(), source.path, tmp_path / "out.mp4", backend=CpuBackend())
     assert [p.name for p in tmp_path.iterdir()] == ["in.avi"]
+
+
+def test_hevc_in_mp4_is_tagged_hvc1_for_apple_players(cfr25: MadeVideo, run: Run, req: Req) -> None:
+    data = run(cfr25, req([("0", "0.4")], codec="hevc")).path.read_bytes()
+    assert b"hvc1" in data
+    assert b"hev1" not in data
+
+
+def test_hevc_in_mov_is_tagged_hvc1(tmp_path: Path) -> None:
+    path = tmp_path / "out.mov"
+    with av.open(str(path), "w") as out:
+        encoder = CpuEncoder(out, VideoTarget("hevc", 64, 36, F(25), F(1, 25), "draft"))
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 64, 36), format="rgb24")
+            encoder.encode(DecodedFrame(F(i, 25), frame), i)
+        encoder.flush()
+    data = path.read_bytes()
+    assert b"hvc1" in data
+    assert b"hev1" not in data
+
+
+def test_full_range_bt709_source_stays_full_range_and_tagged(tmp_path: Path, run: Run, req: Req) -> None:
+    source = make_video(tmp_path / "full.mp4", seconds=1, pix_fmt="yuvj420p", bt709=True, audio=False)
+    info = probe(source.path)
+    assert (info.color_range, info.colorspace, info.color_primaries, info.color_trc) == (2, 1, 1, 1)
+    result = run(source, req([("0", "0.6")], quality="high"))
+    with av.open(str(result.path)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc) == (2, 1, 1, 1)
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 5)  # cells: 0b101
+    assert read_frame_index(frame) == 5
+    assert frame.format.name == "yuvj420p"  # FFmpeg's H.264 decoder names full-range 4:2:0 so
+    luma = frame.to_ndarray()[: frame.height]  # the raw Y plane, no range conversion
+    # Black and white cells keep the full 0..255 swing (limited range would be 16..235).
+    assert luma.min() <= 4
+    assert luma.max() >= 251
+
+
+def test_untagged_source_output_declares_no_colour(cfr25: MadeVideo, run: Run, req: Req) -> None:
+    assert probe(cfr25.path).color_range is None
+    with av.open(str(run(cfr25, req([("0", "0.2")])).path)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc) == (0, 2, 2, 2)

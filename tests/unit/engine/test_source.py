@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gpu_worker.engine.source import MediaError, probe
-from tests.media import MadeVideo, make_garbage, make_truncated
+from tests.media import MadeVideo, make_garbage, make_truncated, make_video
 
 
 def test_probe_describes_a_cfr_source(cfr25: MadeVideo) -> None:
@@ -35,7 +35,7 @@ def test_probe_reads_an_ntsc_rate_as_a_rational(ntsc: MadeVideo) -> None:
 
 def test_probe_reads_the_display_rotation(rotated: MadeVideo) -> None:
     info = probe(rotated.path)
-    assert (info.width, info.height, info.rotation) == (320, 180, 90)
+    assert (info.width, info.height, info.rotation) == (640, 360, 90)
 
 
 def test_probe_reports_bit_depth_of_10_bit_sources(ten_bit: MadeVideo) -> None:
@@ -114,3 +114,31 @@ def test_too_many_streams_are_refused(tmp_path: Path) -> None:
             out.mux(stream.encode())
     with pytest.raises(MediaError, match="too many streams"):
         probe(path)
+
+
+def _strip_duration(path: Path) -> Path:
+    """What a browser's MediaRecorder writes: WebM whose Segment Info has no Duration element.
+
+    FFmpeg writes Duration as an 8-byte float (ID 0x4489, size 0x88); it becomes a Void element
+    (ID 0xEC) of the same total size, so every other offset in the file stays valid.
+    """
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88", 0, 4096)
+    assert at > 0
+    data[at : at + 11] = b"\xec\x89" + bytes(9)
+    stripped = path.with_name(f"no-duration-{path.name}")
+    stripped.write_bytes(bytes(data))
+    return stripped
+
+
+def test_webm_without_a_duration_element_gets_its_duration_from_the_packets(tmp_path: Path) -> None:
+    made = make_video(tmp_path / "rec.webm", seconds=1.5, codec="vp9")
+    source = _strip_duration(made.path)
+    with av.open(str(source)) as container:
+        assert container.duration is None
+    info = probe(source)
+    # The end of the last packet: the Opus track's, in whole 20 ms packets at 1 ms ticks; the
+    # muxer's own Duration differs only by Opus's pre-skip (the first packet starts at -7 ms).
+    assert info.duration == Fraction(1482, 1000)
+    assert abs(info.duration - probe(made.path).duration) <= Fraction(7, 1000)
+    assert info.duration >= made.frame_times[-1] + 1 / made.fps
