@@ -1,0 +1,110 @@
+"""The reconciler (SAQ cron, every minute): no export stays 'processing' or 'pending' forever.
+
+- 'processing' whose SAQ job (key = export id) is gone, not active, or stuck (heartbeat or timeout
+  exceeded), or whose row has not been written for STALE_AFTER_S (a live attempt writes it at
+  least every 15 s): that attempt is dead. A job still marked active is finished as aborted, then
+  the row goes back to 'pending' and is re-enqueued, or fails with "worker lost (N attempts)" once
+  MAX_ATTEMPTS claims were used.
+- 'pending' for over PENDING_AFTER_S with no queued or running job (the enqueue after the API's
+  insert was lost, or the last job ended without a claim): re-enqueued, or failed likewise.
+Every change is a conditional UPDATE on (id, attempt, status), so a worker that comes back to
+life, or a second reconciler running at the same time, cannot undo it or be undone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from saq import Queue
+from saq.job import Status
+
+from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
+from gpu_worker.progress import publish_progress
+from gpu_worker.rows import ExportRows, IdleExport
+from gpu_worker.tasks.context import services_of
+from gpu_worker.tasks.enqueue import MAX_ATTEMPTS, enqueue_export
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_S = 10 * 60
+PENDING_AFTER_S = 2 * 60
+LOST_JOB_ERROR = "worker lost"
+_WAITING_OR_RUNNING = frozenset({Status.QUEUED, Status.ACTIVE})
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """Export ids handed back to the queue and those failed for good."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+async def reconcile_exports(ctx: dict[str, Any]) -> dict[str, list[str]]:
+    """SAQ cron entry point."""
+    services = services_of(ctx)
+    report = await reconcile(services.rows, ctx["worker"].queue, services.redis)
+    if report.requeued or report.failed:
+        log.warning("reconciler: requeued %s, failed %s", report.requeued, report.failed)
+    return {"requeued": report.requeued, "failed": report.failed}
+
+
+async def reconcile(
+    rows: ExportRows,
+    queue: Queue,
+    redis: Redis,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    stale_after_s: float = STALE_AFTER_S,
+    pending_after_s: float = PENDING_AFTER_S,
+) -> ReconcileReport:
+    report = ReconcileReport()
+    for row in await rows.idle(ExportStatus.PROCESSING):
+        job = await queue.job(str(row.export_id))
+        alive = job is not None and job.status is Status.ACTIVE and not job.stuck
+        if alive and row.idle_s < stale_after_s:
+            continue
+        if job is not None and job.status in (Status.ACTIVE, Status.ABORTING):
+            # Off the active list, so SAQ's sweeper does not retry it too and the key is free again.
+            await queue.finish(job, Status.ABORTED, error=LOST_JOB_ERROR)
+        if row.attempt >= max_attempts:
+            await _fail(rows, redis, row, ExportStatus.PROCESSING, report)
+        elif await rows.reset_to_pending(row.export_id, row.attempt):
+            await _announce(redis, row, ExportStatus.PENDING)
+            await enqueue_export(queue, row.export_id)
+            report.requeued.append(str(row.export_id))
+    for row in await rows.idle(ExportStatus.PENDING, idle_s=pending_after_s):
+        job = await queue.job(str(row.export_id))
+        if job is not None and job.status in _WAITING_OR_RUNNING:
+            continue
+        if row.attempt >= max_attempts:
+            await _fail(rows, redis, row, ExportStatus.PENDING, report)
+        elif await enqueue_export(queue, row.export_id) is not None:
+            report.requeued.append(str(row.export_id))
+    return report
+
+
+async def _fail(
+    rows: ExportRows, redis: Redis, row: IdleExport, expected: ExportStatus, report: ReconcileReport
+) -> None:
+    error = f"{LOST_JOB_ERROR} ({row.attempt} attempts)"
+    if await rows.fail(row.export_id, row.attempt, error, expected=expected):
+        await _announce(redis, row, ExportStatus.FAILED, error=error)
+        report.failed.append(str(row.export_id))
+
+
+async def _announce(redis: Redis, row: IdleExport, status: ExportStatus, error: str | None = None) -> None:
+    """Tell open progress streams (after the row changed, as every writer does)."""
+    message = ProgressMessage(
+        export_id=str(row.export_id),
+        user_id=str(row.user_id),
+        seq=0,
+        status=status,
+        phase=Phase.QUEUED if status is ExportStatus.PENDING else None,
+        error=error,
+        attempt=row.attempt,
+    )
+    await publish_progress(redis, message)
