@@ -26,6 +26,8 @@ class Settings:
     session_max_age_s: int = 14 * 24 * 3600
     secure_cookies: bool = False
     run_worker: bool = True
+    max_active_exports: int = 5
+    export_requests_per_minute: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +42,8 @@ class Settings:
             session_max_age_s=int(env.get("SESSION_MAX_AGE_S", str(14 * 24 * 3600))),
             secure_cookies=env_bool(env.get("SECURE_COOKIES"), False),
             run_worker=env_bool(env.get("RUN_WORKER"), True),
+            max_active_exports=int(env.get("MAX_ACTIVE_EXPORTS", "5")),
+            export_requests_per_minute=int(env.get("EXPORT_REQUESTS_PER_MINUTE", "30")),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

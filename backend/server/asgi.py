@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from advanced_alchemy.config import EngineConfig
@@ -25,6 +25,8 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template import TemplateConfig
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from saq.queue.redis import RedisQueue
 
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
@@ -38,6 +40,8 @@ FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 def create_app(settings: Settings) -> Litestar:
     from backend.domain.accounts.controllers import AuthController, TokenController
     from backend.domain.accounts.pages import AccountPages
+    from backend.domain.exports.controllers import ExportController, SignedFileController
+    from backend.domain.exports.ws import export_progress_socket, user_exports_socket
     from backend.domain.system.controllers import SystemController
     from backend.domain.videos.controllers import VideoController
     from backend.domain.videos.pages import VideoPages
@@ -69,9 +73,14 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.session_maker = alchemy.create_session_maker()
         app.state.store = open_store(settings.core.storage)
+        # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
+        app.state.queue = RedisQueue.from_url(settings.core.redis_url or "", name=settings.core.queue_name)
+        await app.state.queue.connect()
         try:
             yield
         finally:
+            with suppress(RedisError):  # Redis may be gone; the queue has nothing to flush
+                await app.state.queue.disconnect()
             await app.state.store.aclose()
             await redis.aclose()
 
@@ -81,6 +90,10 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             TokenController,
             VideoController,
+            ExportController,
+            SignedFileController,
+            export_progress_socket,
+            user_exports_socket,
             AccountPages,
             VideoPages,
             create_static_files_router(path="/static", directories=[FRONTEND / "static"]),

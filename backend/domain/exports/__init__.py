@@ -1,0 +1,1 @@
+"""Exports: render requests, their history and downloads (HTTP), and live progress (websockets)."""

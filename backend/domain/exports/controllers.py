@@ -1,0 +1,330 @@
+"""JSON endpoints for exports: request, read, history, download, cancel-and-delete; signed local files.
+
+Every id is scoped to its owner, so another user's export answers exactly like a missing one (404).
+Body errors on this API are problem+json with `errors: [{"field": "body.segments[1].end", "message"}]`,
+whether the shape check (400) or the render contract (422) found them.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Dependency, Parameter
+from litestar.response import Redirect, Stream
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+    HTTP_206_PARTIAL_CONTENT,
+    HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+)
+from redis.asyncio import Redis
+from saq.queue.base import Queue
+
+from backend.db import models as m
+from backend.domain.exports.deps import provide_export_service
+from backend.domain.exports.schemas import ExportCreate, ExportOut, ExportPage, Problem
+from backend.domain.exports.services import (
+    IDEMPOTENCY_KEY_MAX,
+    ExportConflict,
+    ExportService,
+    check_rate_limit,
+    download_name,
+    stored_segments,
+)
+from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.exceptions import PROBLEM_JSON, problem
+from gpu_worker.contract import ExportStatus
+from gpu_worker.store import LocalStore, Store, content_disposition
+
+QueueDep = Annotated[Queue, Dependency(skip_validation=True)]
+RedisDep = Annotated[Redis, Dependency(skip_validation=True)]
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
+
+
+def provide_queue(state: State) -> Queue:
+    return state.queue
+
+
+def provide_redis(state: State) -> Redis:
+    return state.redis
+
+
+def export_location(export_id: UUID) -> str:
+    return f"/api/exports/{export_id}"
+
+
+def export_out(export: m.Export) -> ExportOut:
+    segments = stored_segments(export)
+    completed = export.status == ExportStatus.COMPLETED
+    return ExportOut(
+        id=export.id,
+        video_id=export.video_id,
+        status=export.status,
+        progress=export.progress,
+        phase=export.phase,
+        resolution=export.resolution,
+        quality=export.quality,
+        format=export.format,
+        codec=export.codec,
+        mode=export.mode,
+        segments=segments["request"]["segments"],
+        clips=segments.get("clips", []),
+        size_bytes=export.size_bytes,
+        duration=export.duration,
+        encoder_requested=export.encoder_requested,
+        encoder_used=export.encoder_used,
+        fallback_reason=export.fallback_reason,
+        attempt=export.attempt,
+        error=export.error,
+        created_at=export.created_at,
+        started_at=export.started_at,
+        finished_at=export.finished_at,
+        download_url=f"{export_location(export.id)}/download" if completed else None,
+    )
+
+
+def problem_with_headers(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """The app's problem+json, keeping the exception's headers (Retry-After) and naming fields one way."""
+    extra = exc.extra
+    if isinstance(exc, ValidationException) and isinstance(extra, list):
+        extra = [_field_error(e) for e in extra]
+    response = problem(request, exc.status_code, exc.detail, extra)
+    for name, value in (exc.headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, Any]:
+    """Litestar's `{"key": "segments[0]", "source": "body"}` as `{"field": "body.segments[0]"}`; an
+    unknown field is named itself rather than by the object that holds it."""
+    source, key = error.get("source"), error.get("key")
+    if key == "data":  # the body's top level
+        key = None
+    parts = [str(getattr(p, "value", p)) for p in (source, key) if p]
+    if unknown := _UNKNOWN_FIELD.fullmatch(error["message"]):
+        parts.append(unknown.group(1))
+    return {"field": ".".join(parts) or "body", "message": error["message"]}
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The half-open span one `Range: bytes=…` asks for; None means "send it all" (absent, malformed,
+    or several ranges, which RFC 9110 lets a server ignore). Unsatisfiable ranges raise 416."""
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None or not any(match.groups()):
+        return None
+    first, last = match.groups()
+    if first and last and int(last) < int(first):
+        return None
+    if first:
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    else:
+        start, end = max(0, size - int(last)), size
+    if start >= end:
+        raise HTTPException(
+            status_code=HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+            detail="range not satisfiable",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+async def stored_file(request: Request[Any, Any, Any], store: Store, key: str, filename: str) -> Stream:
+    """Stream a stored object as an attachment, honouring one byte range (resumed downloads, seeking).
+
+    Litestar's `File` response has no Range support (2.25), so this streams `store.get_stream`.
+    """
+    size = await store.size(key)
+    if size is None:
+        raise NotFoundException("the exported file is missing")
+    span = byte_range(request.headers.get("range"), size)
+    start, end = span or (0, size)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(filename),
+        "Content-Length": str(end - start),
+    }
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return Stream(
+        store.get_stream(key, start, end),
+        status_code=HTTP_206_PARTIAL_CONTENT if span else HTTP_200_OK,
+        media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream",
+        headers=headers,
+    )
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)
+
+
+NOT_FOUND = _problem("no such export (or video) for this user")
+
+
+class ExportController(Controller):
+    path = "/api"
+    tags = ["exports"]
+    dependencies = {
+        "exports": Provide(provide_export_service),
+        "queue": Provide(provide_queue, sync_to_thread=False),
+        "redis": Provide(provide_redis, sync_to_thread=False),
+    }
+    exception_handlers = {HTTPException: problem_with_headers}
+
+    @post(
+        "/videos/{video_id:uuid}/export",
+        operation_id="requestExport",
+        status_code=HTTP_202_ACCEPTED,
+        description=(
+            "Validate the request, record the export (pending) and queue the render. Answers 202 with the "
+            "export and `Location`. With `Idempotency-Key`, a retry of the same request answers 200 with the "
+            "export it created first (never a second render); the same key with a different request is 422."
+        ),
+        responses={
+            200: ResponseSpec(ExportOut, description="an Idempotency-Key replay: the earlier export"),
+            404: NOT_FOUND,
+            409: _problem("the video is not ready"),
+            413: _problem("the request body is too large"),
+            422: _problem("the request breaks the render contract; `errors[].field` names the field"),
+            429: _problem("too many active exports or requests; see Retry-After"),
+        },
+    )
+    async def request_export(
+        self,
+        exports: ExportService,
+        current_user: m.User,
+        video_id: UUID,
+        data: ExportCreate,
+        queue: QueueDep,
+        redis: RedisDep,
+        settings: SettingsDep,
+        idempotency_key: Annotated[
+            str | None,
+            Parameter(
+                header="Idempotency-Key",
+                description="any string you choose per logical request, e.g. a UUID",
+                schema_extra={"minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+            ),
+        ] = None,
+    ) -> Response[ExportOut]:
+        await check_rate_limit(redis, current_user.id, settings.export_requests_per_minute)
+        result = await exports.request(
+            current_user, video_id, data, idempotency_key, queue, max_active=settings.max_active_exports
+        )
+        return Response(
+            export_out(result.export),
+            status_code=HTTP_202_ACCEPTED if result.created else HTTP_200_OK,
+            headers={"Location": export_location(result.export.id)},
+        )
+
+    @get("/exports", operation_id="listExports", description="History, newest first, in keyset pages.")
+    async def list_exports(
+        self,
+        exports: ExportService,
+        current_user: m.User,
+        status: ExportStatus | None = None,
+        video_id: UUID | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+    ) -> ExportPage:
+        rows, next_cursor = await exports.page(
+            current_user.id, status=status, video_id=video_id, limit=limit, cursor=cursor
+        )
+        return ExportPage(items=[export_out(e) for e in rows], limit=limit, next_cursor=next_cursor)
+
+    @get("/exports/{export_id:uuid}", operation_id="getExport", responses={404: NOT_FOUND})
+    async def get_export(self, exports: ExportService, current_user: m.User, export_id: UUID) -> ExportOut:
+        return export_out(await exports.get_owned(current_user.id, export_id))
+
+    @get(
+        "/exports/{export_id:uuid}/download",
+        operation_id="downloadExport",
+        description=(
+            "S3: 302 to a short-lived presigned URL. Local store: the file itself (Range supported). "
+            "Either way named like `holiday clip (720p).mp4` or `holiday clip (clips).zip`."
+        ),
+        responses={
+            302: ResponseSpec(None, description="redirect to a presigned URL"),
+            206: ResponseSpec(None, description="the requested byte range", media_type="video/*"),
+            404: NOT_FOUND,
+            409: _problem("the export is not completed"),
+        },
+    )
+    async def download_export(
+        self,
+        request: Request[Any, Any, Any],
+        exports: ExportService,
+        current_user: m.User,
+        export_id: UUID,
+        store: StoreDep,
+    ) -> Response[Any]:
+        export = await exports.get_owned(current_user.id, export_id)
+        if export.status != ExportStatus.COMPLETED or export.output_key is None:
+            raise ExportConflict(detail=f"export is not completed (status: {export.status})")
+        name = download_name(await exports.original_filename(export), export)
+        if isinstance(store, LocalStore):
+            return await stored_file(request, store, export.output_key, name)
+        return Redirect(await store.download_url(export.output_key, filename=name))
+
+    @delete(
+        "/exports/{export_id:uuid}",
+        operation_id="deleteExport",
+        status_code=HTTP_204_NO_CONTENT,
+        description="Cancel the render if it is pending or processing, then delete its files and record.",
+        responses={404: NOT_FOUND},
+    )
+    async def delete_export(
+        self,
+        exports: ExportService,
+        current_user: m.User,
+        export_id: UUID,
+        store: StoreDep,
+        queue: QueueDep,
+        redis: RedisDep,
+    ) -> None:
+        await exports.cancel_and_delete(current_user.id, export_id, store, queue, redis)
+
+
+class SignedFileController(Controller):
+    """The local store's signed download links: the signature is the credential, so no session or login."""
+
+    tags = ["exports"]
+    exception_handlers = {HTTPException: problem_with_headers}
+
+    @get(
+        "/files/{key:path}",
+        operation_id="downloadSignedFile",
+        exclude_from_auth=True,
+        exclude_from_csrf=True,
+        skip_session=True,
+        description="Serves a link made by the local store's `download_url`; 403 when forged or expired.",
+        responses={403: _problem("bad or expired signature")},
+    )
+    async def signed_file(
+        self,
+        request: Request[Any, Any, Any],
+        store: StoreDep,
+        key: str,
+        exp: str,
+        name: str,
+        sig: str,
+    ) -> Stream:
+        key = key.lstrip("/")
+        if not isinstance(store, LocalStore) or not store.verify_download(key, exp, name, sig):
+            raise PermissionDeniedException("this download link is invalid or has expired")
+        return await stored_file(request, store, key, name)

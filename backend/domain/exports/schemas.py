@@ -1,0 +1,84 @@
+"""Export DTOs. The request mirrors `gpu_worker.contract.RenderRequest` so OpenAPI lists the presets,
+but seconds stay plain strings/numbers here: the contract parses them exactly (as Fractions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from backend.lib.schema import Struct
+from gpu_worker.contract import Codec, EncoderChoice, ExportStatus, Format, Mode, Quality, Resolution
+
+Seconds = str | int | float
+
+
+class SegmentIn(Struct, forbid_unknown_fields=True):
+    """A half-open span [start, end) of source time: "12.5", "1001/30000" or a number."""
+
+    start: Seconds
+    end: Seconds
+
+
+class ExportCreate(Struct, forbid_unknown_fields=True):
+    """What to render; every field has the contract's default, and no segments means the whole video."""
+
+    segments: list[SegmentIn] = msgspec.field(default_factory=list)
+    resolution: Resolution = Resolution.SOURCE
+    quality: Quality = Quality.STANDARD
+    format: Format = Format.MP4
+    codec: Codec | None = None
+    mode: Mode = Mode.SINGLE
+    encoder: EncoderChoice = EncoderChoice.AUTO
+
+
+class ExportOut(Struct):
+    id: UUID
+    video_id: UUID
+    status: ExportStatus
+    progress: int
+    phase: str | None
+    resolution: str
+    quality: str
+    format: str
+    codec: str
+    mode: str
+    segments: list[dict[str, str]]
+    clips: list[dict[str, Any]]
+    size_bytes: int | None
+    duration: float | None
+    encoder_requested: str
+    encoder_used: str | None
+    fallback_reason: str | None
+    attempt: int
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    download_url: str | None
+
+
+class ExportPage(Struct):
+    """One page of history, newest first; pass `next_cursor` back as `cursor` for the next one."""
+
+    items: list[ExportOut]
+    limit: int
+    next_cursor: str | None
+
+
+class FieldError(Struct):
+    field: str
+    """Where the problem is: `body.segments[1].end`, `query.limit`, `header.Idempotency-Key`."""
+    message: str
+
+
+class Problem(Struct):
+    """RFC 9457 problem+json, as every error on the API answers (documentation only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None

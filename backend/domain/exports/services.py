@@ -1,0 +1,338 @@
+"""Exports: validate a render request against the contract, record it, enqueue it; read, cancel, delete.
+
+Postgres is the source of truth. The row is committed before the job is enqueued, so a worker never
+dequeues an id it cannot load; if the enqueue itself fails (Redis down) the row stays `pending` and
+the worker's reconciler enqueues it later, so the request still answers 202.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from advanced_alchemy.exceptions import NotFoundError
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from litestar.exceptions import ClientException, TooManyRequestsException
+from redis.asyncio import Redis
+from saq.queue.base import Queue
+from sqlalchemy import delete, func, select, tuple_, update
+
+from backend.db import models as m
+from backend.domain.exports.schemas import ExportCreate
+from gpu_worker.contract import (
+    ContractError,
+    ExportStatus,
+    Mode,
+    Phase,
+    ProgressMessage,
+    RenderRequest,
+    decode_request,
+    enc_hook,
+    parse_seconds,
+    progress_key,
+)
+from gpu_worker.progress import publish_progress
+from gpu_worker.store import Store, sanitize_filename
+from gpu_worker.tasks.enqueue import enqueue_export
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (ExportStatus.PENDING, ExportStatus.PROCESSING)
+ACTIVE_LIMIT_RETRY_AFTER_S = 30
+"""A guess, not a promise: renders take minutes, so polling faster than this only adds load."""
+RATE_WINDOW_S = 60
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class UnprocessableExport(ClientException):
+    status_code = 422
+
+
+class ExportConflict(ClientException):
+    status_code = 409
+
+
+def body_errors(field: str, message: str) -> list[dict[str, str]]:
+    """The problem+json `errors` entry shape used for every body error on the exports API."""
+    return [{"field": f"body.{field}", "message": message}]
+
+
+def to_render_request(data: ExportCreate) -> RenderRequest:
+    """The contract's request; seconds that do not parse answer 422 naming the field."""
+    try:
+        return decode_request(msgspec.to_builtins(data))
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$.")
+        raise UnprocessableExport(
+            detail="invalid export request", extra=body_errors(where.rstrip("`") or "segments", message)
+        ) from exc
+
+
+def request_json(request: RenderRequest) -> dict[str, Any]:
+    """The normalised request as stored in `segments["request"]` (seconds as decimal strings)."""
+    return msgspec.to_builtins(request, enc_hook=enc_hook)
+
+
+def stored_segments(export: m.Export) -> dict[str, Any]:
+    """The JSONB `{"request": …, "clips": […]}`; the model's list annotation predates that shape."""
+    segments: dict[str, Any] = export.segments  # type: ignore[assignment]
+    return segments
+
+
+def encode_cursor(export: m.Export) -> str:
+    raw = f"{export.created_at.isoformat()}|{export.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        at = dt.datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return at, UUID(ident)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ClientException(
+            detail="invalid cursor", extra=[{"field": "query.cursor", "message": "not a cursor"}]
+        ) from exc
+
+
+async def check_rate_limit(redis: Redis, user_id: UUID, per_minute: int) -> None:
+    """A fixed one-minute window per user (INCR + EXPIRE): cheap, and enough to stop a script in a loop."""
+    window, elapsed = divmod(int(time.time()), RATE_WINDOW_S)
+    key = f"ratelimit:exports:{user_id}:{window}"
+    async with redis.pipeline(transaction=True) as pipe:
+        count, _ = await pipe.incr(key).expire(key, RATE_WINDOW_S).execute()
+    if count > per_minute:
+        retry_after = RATE_WINDOW_S - elapsed
+        raise TooManyRequestsException(
+            detail=f"at most {per_minute} export requests a minute",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def download_name(original_filename: str, export: m.Export) -> str:
+    """`holiday clip (720p).mp4`, or `holiday clip (clips).zip` for a ZIP of clips."""
+    stem = PurePath(original_filename).stem or "video"
+    label, ext = ("clips", "zip") if export.mode == Mode.CLIPS else (export.resolution, export.format)
+    return sanitize_filename(f"{stem} ({label}).{ext}", default=f"export.{ext}")
+
+
+def progress_from_row(export: m.Export, seq: int) -> ProgressMessage:
+    """The snapshot a socket sends when Redis has none (not started yet, expired, or already final)."""
+    return ProgressMessage(
+        export_id=str(export.id),
+        user_id=str(export.user_id),
+        seq=seq,
+        status=export.status,
+        phase=Phase(export.phase) if export.phase else None,
+        percent=export.progress,
+        encoder_used=export.encoder_used,
+        fallback_reason=export.fallback_reason,
+        error=export.error,
+        attempt=export.attempt,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    export: m.Export
+    created: bool
+    """False when an Idempotency-Key replay returned an earlier export."""
+
+
+class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
+    class Repo(SQLAlchemyAsyncRepository[m.Export]):
+        model_type = m.Export
+
+    repository_type = Repo
+
+    async def request(
+        self,
+        user: m.User,
+        video_id: UUID,
+        data: ExportCreate,
+        idempotency_key: str | None,
+        queue: Queue,
+        *,
+        max_active: int,
+    ) -> Requested:
+        """Validate, then insert and enqueue once per Idempotency-Key.
+
+        The user's row is locked (FOR UPDATE) for the check-and-insert, which serialises a user's
+        concurrent requests: two retries with one key cannot both insert, and the active-export
+        limit cannot be overshot. Other users are not slowed down.
+        """
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+            raise ClientException(
+                detail="invalid Idempotency-Key",
+                extra=[
+                    {"field": "header.Idempotency-Key", "message": f"1 to {IDEMPOTENCY_KEY_MAX} characters"}
+                ],
+            )
+        session = self.repository.session
+        video = await session.scalar(
+            select(m.Video).where(m.Video.id == video_id, m.Video.user_id == user.id)
+        )
+        if video is None:
+            raise NotFoundError("video not found")
+        if video.status != m.VideoStatus.READY:
+            raise ExportConflict(detail="video is not ready")
+        render = to_render_request(data)
+        try:
+            render.validate(parse_seconds(video.duration) if video.duration is not None else None)
+        except ContractError as exc:
+            raise UnprocessableExport(
+                detail="invalid export request", extra=body_errors(exc.field, exc.message)
+            ) from exc
+        wanted = request_json(render)
+
+        await session.execute(select(m.User.id).where(m.User.id == user.id).with_for_update())
+        if idempotency_key is not None:
+            earlier = await self.get_one_or_none(user_id=user.id, idempotency_key=idempotency_key)
+            if earlier is not None:
+                if earlier.video_id != video_id or stored_segments(earlier)["request"] != wanted:
+                    raise UnprocessableExport(detail="Idempotency-Key reused with a different request")
+                return Requested(earlier, created=False)
+        active = await self.count(m.Export.user_id == user.id, m.Export.status.in_(ACTIVE))
+        if active >= max_active:
+            raise TooManyRequestsException(
+                detail=f"at most {max_active} exports may be pending or processing at once",
+                headers={"Retry-After": str(ACTIVE_LIMIT_RETRY_AFTER_S)},
+            )
+        export = await self.create(
+            m.Export(
+                video_id=video.id,
+                user_id=user.id,
+                resolution=render.resolution,
+                quality=render.quality,
+                format=render.format,
+                codec=render.video_codec,
+                mode=render.mode,
+                encoder_requested=render.encoder,
+                segments={"request": wanted, "clips": []},
+                status=ExportStatus.PENDING,
+                attempt=0,
+                idempotency_key=idempotency_key,
+            ),
+            auto_commit=True,
+        )
+        try:
+            await enqueue_export(queue, export.id)
+        except Exception:
+            log.exception("could not enqueue export %s; the reconciler will pick it up", export.id)
+        return Requested(export, created=True)
+
+    async def get_owned(self, owner: UUID, export_id: UUID) -> m.Export:
+        export = await self.get_one_or_none(id=export_id, user_id=owner)
+        if export is None:
+            raise NotFoundError("export not found")
+        return export
+
+    async def page(
+        self,
+        owner: UUID,
+        *,
+        status: ExportStatus | None = None,
+        video_id: UUID | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[m.Export], str | None]:
+        """Newest first by (created_at, id) keyset: walks the (user_id, created_at desc) index, and
+        a page never shifts when new exports arrive while a client pages through history."""
+        query = select(m.Export).where(m.Export.user_id == owner)
+        if status is not None:
+            query = query.where(m.Export.status == status)
+        if video_id is not None:
+            query = query.where(m.Export.video_id == video_id)
+        if cursor is not None:
+            created, ident = decode_cursor(cursor)
+            query = query.where(tuple_(m.Export.created_at, m.Export.id) < tuple_(created, ident))
+        query = query.order_by(m.Export.created_at.desc(), m.Export.id.desc()).limit(limit + 1)
+        rows = list((await self.repository.session.scalars(query)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]) if more else None
+
+    async def original_filename(self, export: m.Export) -> str:
+        name = await self.repository.session.scalar(
+            select(m.Video.original_filename).where(m.Video.id == export.video_id)
+        )
+        return name or "video"
+
+    async def cancel_and_delete(
+        self, owner: UUID, export_id: UUID, store: Store, queue: Queue, redis: Redis
+    ) -> None:
+        """Cancel if still active, then delete the row and its output.
+
+        The row goes before the object (as for videos): a stray object is only storage, while a row
+        pointing at a missing object would be a broken download. The key is read by the DELETE
+        itself, so an output a worker recorded a moment ago is not missed.
+        """
+        export = await self.get_owned(owner, export_id)
+        if await self._cancel(export):
+            await _announce_cancel(export, redis)
+            await _abort_job(export.id, queue)
+        session = self.repository.session
+        output_key = await session.scalar(
+            delete(m.Export)
+            .where(m.Export.id == export.id, m.Export.user_id == owner)
+            .returning(m.Export.output_key)
+        )
+        await session.commit()
+        if output_key:
+            try:
+                await store.delete(output_key)
+            except Exception:
+                log.exception("could not delete stored object %s of export %s", output_key, export.id)
+        try:
+            await redis.delete(progress_key(export.id))
+        except Exception:
+            log.exception("could not remove the progress snapshot of export %s", export.id)
+
+    async def _cancel(self, export: m.Export) -> bool:
+        """The conditional UPDATE: true only if this call moved the export to cancelled."""
+        session = self.repository.session
+        result = await session.execute(
+            update(m.Export)
+            .where(
+                m.Export.id == export.id,
+                m.Export.user_id == export.user_id,
+                m.Export.status.in_(ACTIVE),
+            )
+            .values(status=ExportStatus.CANCELLED, finished_at=func.now(), updated_at=func.now())
+            .returning(m.Export.id)
+        )
+        cancelled = result.scalar_one_or_none() is not None
+        await session.commit()
+        if cancelled:
+            export.status = ExportStatus.CANCELLED
+        return cancelled
+
+
+async def _announce_cancel(export: m.Export, redis: Redis) -> None:
+    """Tell open sockets; best effort, since a socket also finds the final state in Postgres."""
+    try:
+        await publish_progress(redis, progress_from_row(export, seq=0))  # numbered by the script
+    except Exception:
+        log.exception("could not publish the cancellation of export %s", export.id)
+
+
+async def _abort_job(export_id: UUID, queue: Queue) -> None:
+    """Abort the SAQ job; a worker mid-render sees the abort and stops within a second or two."""
+    try:
+        job = await queue.job(str(export_id))
+        if job is not None:
+            await queue.abort(job, "cancelled")
+    except Exception:
+        log.exception("could not abort the job of export %s", export_id)

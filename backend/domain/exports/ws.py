@@ -1,0 +1,203 @@
+"""Live progress over websockets: `/ws/exports/{id}` for one export, `/ws/exports` for all of a user's.
+
+Pub/sub is at-most-once, so correctness comes from ordering: subscribe first, then send a snapshot
+(the Redis hash, else the Postgres row), then forward only messages whose `seq` is newer than what
+was sent. A message lost in between is covered by the periodic Postgres re-check, which ends the
+stream once the export is final. Each socket holds its own Redis pub/sub connection.
+
+Close codes: 4401 not logged in, 4403 cross-site Origin, 4404 no such export for this user
+(the same for another user's id), 1000 after a terminal status. Sockets are accepted before being
+closed with these codes, because a browser never sees the code of a refused handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.status_codes import WS_1000_NORMAL_CLOSURE
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from sqlalchemy import select
+
+from backend.db import models as m
+from backend.domain.exports.services import ACTIVE, progress_from_row
+from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
+from gpu_worker.progress import read_snapshot
+
+log = logging.getLogger(__name__)
+
+WS_UNAUTHENTICATED = 4401
+WS_FORBIDDEN_ORIGIN = 4403
+WS_NOT_FOUND = 4404
+RECHECK_S = 15.0
+"""How long a single-export socket waits on pub/sub before asking Postgres whether the export ended."""
+
+_decode = msgspec.json.Decoder(ProgressMessage).decode
+
+
+def same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
+    """Browsers always send Origin; scripts often send none, and cannot ride on a victim's cookie."""
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
+
+
+async def admit(socket: WebSocket[Any, Any, Any]) -> m.User | None:
+    """Accept, then keep the socket only for a same-site, logged-in caller (the AuthMiddleware has
+    already resolved the session cookie or `?token=` into `scope["user"]`)."""
+    await socket.accept()
+    if not same_origin(socket):
+        await socket.close(code=WS_FORBIDDEN_ORIGIN, reason="cross-site websocket refused")
+        return None
+    user: m.User | None = socket.scope.get("user")
+    if user is None:
+        await socket.close(code=WS_UNAUTHENTICATED, reason="log in or pass ?token=")
+        return None
+    return user
+
+
+@contextlib.asynccontextmanager
+async def subscribed(redis: Redis, channel: str) -> AsyncIterator[PubSub]:
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+        yield pubsub
+    finally:
+        await pubsub.aclose()
+
+
+async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until it ends (then close, 1000) or the client goes away, whichever is first."""
+    follow = asyncio.ensure_future(work)
+    listener = asyncio.ensure_future(_drain(socket))
+    try:
+        done, _ = await asyncio.wait({follow, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if follow in done:
+            follow.result()
+            await socket.close(code=WS_1000_NORMAL_CLOSURE)
+    finally:
+        for task in (follow, listener):
+            task.cancel()
+        await asyncio.gather(follow, listener, return_exceptions=True)
+
+
+async def _drain(socket: WebSocket[Any, Any, Any]) -> None:
+    """Clients have nothing to say; reading is how a disconnect is noticed."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await socket.receive_data(mode="text")
+
+
+def _parse(raw: dict[str, Any]) -> ProgressMessage | None:
+    """A published message, or None (logged) for one that breaks the protocol: one bad publisher
+    must not end everybody's stream."""
+    try:
+        return _decode(raw["data"])
+    except msgspec.MsgspecError:
+        log.warning("dropped a malformed progress message on %r", raw.get("channel"))
+        return None
+
+
+async def _send(socket: WebSocket[Any, Any, Any], message: ProgressMessage) -> None:
+    await socket.send_data(msgspec.json.encode(message), mode="text")
+
+
+async def _load(socket: WebSocket[Any, Any, Any], user_id: UUID, export_id: UUID) -> m.Export | None:
+    async with socket.app.state.session_maker() as db:
+        return await db.scalar(select(m.Export).where(m.Export.id == export_id, m.Export.user_id == user_id))
+
+
+@websocket("/ws/exports/{export_id:uuid}")
+async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: UUID) -> None:
+    """One export: snapshot, then live JSON `ProgressMessage`s, closed (1000) after a terminal one."""
+    user = await admit(socket)
+    if user is None:
+        return
+    redis: Redis = socket.app.state.redis
+    async with subscribed(redis, export_channel(export_id)) as pubsub:
+        export = await _load(socket, user.id, export_id)
+        if export is None:
+            await socket.close(code=WS_NOT_FOUND, reason="no such export")
+            return
+        snapshot = await read_snapshot(redis, export_id)
+        seq = snapshot.seq if snapshot is not None else 0
+        # Postgres decides whether it is over; Redis only knows better how far along it is.
+        terminal = export.status in TERMINAL_STATUSES
+        first = progress_from_row(export, seq) if terminal or snapshot is None else snapshot
+        await _send(socket, first)
+        if first.status in TERMINAL_STATUSES:
+            await socket.close(code=WS_1000_NORMAL_CLOSURE)
+            return
+        reload = functools.partial(_load, socket, user.id, export_id)
+        await until_disconnect(socket, _follow_one(socket, pubsub, seq, reload))
+
+
+async def _follow_one(
+    socket: WebSocket[Any, Any, Any],
+    pubsub: PubSub,
+    last_seq: int,
+    reload: Callable[[], Awaitable[m.Export | None]],
+) -> None:
+    while True:
+        raw = await pubsub.get_message(timeout=RECHECK_S)
+        if raw is None:  # a quiet spell (or the subscribe confirmation): ask the source of truth
+            export = await reload()
+            if export is None or export.status in TERMINAL_STATUSES:
+                if export is not None:
+                    await _send(socket, progress_from_row(export, last_seq))
+                return
+            continue
+        message = _parse(raw)
+        if message is None or message.seq <= last_seq:
+            continue
+        await _send(socket, message)
+        last_seq = message.seq
+        if message.status in TERMINAL_STATUSES:
+            return
+
+
+@websocket("/ws/exports")
+async def user_exports_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    """Every export of the user: a snapshot of each active one, then live messages until the client leaves."""
+    user = await admit(socket)
+    if user is None:
+        return
+    redis: Redis = socket.app.state.redis
+    async with subscribed(redis, user_channel(user.id)) as pubsub:
+        async with socket.app.state.session_maker() as db:
+            active = (
+                await db.scalars(
+                    select(m.Export)
+                    .where(m.Export.user_id == user.id, m.Export.status.in_(ACTIVE))
+                    .order_by(m.Export.created_at.desc())
+                )
+            ).all()
+        last_seq: dict[str, int] = {}
+        for export in active:
+            snapshot = await read_snapshot(redis, export.id) or progress_from_row(export, 0)
+            await _send(socket, snapshot)
+            last_seq[snapshot.export_id] = snapshot.seq
+        await until_disconnect(socket, _follow_all(socket, pubsub, last_seq))
+
+
+async def _follow_all(socket: WebSocket[Any, Any, Any], pubsub: PubSub, last_seq: dict[str, int]) -> None:
+    while True:
+        raw = await pubsub.get_message(timeout=None)
+        if raw is None:
+            continue
+        message = _parse(raw)
+        if message is None or message.seq <= last_seq.get(message.export_id, -1):
+            continue
+        await _send(socket, message)
+        last_seq[message.export_id] = message.seq

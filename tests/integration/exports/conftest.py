@@ -1,0 +1,149 @@
+"""Exports against real Postgres, Redis (queue + progress) and storage; the worker is simulated by
+writing the row and the output object directly (the real worker has its own tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from saq.queue.redis import RedisQueue
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.lib.settings import Settings
+from backend.server.asgi import create_app
+from gpu_worker.store import Store, StoreSettings, new_key, open_store
+from tests.fixtures.app import csrf_headers, make_settings, register
+from tests.media import make_video
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s, 25 fps, 320x180 with audio; uploaded as "holiday clip.mp4"."""
+    path = tmp_path_factory.mktemp("media") / "holiday clip.mp4"
+    make_video(path, seconds=2, fps=25, width=320, height=180)
+    return path
+
+
+@pytest.fixture
+async def make_export_settings(
+    tmp_path: Path, database_url: str, redis_url: str, db_engine: AsyncEngine
+) -> AsyncIterator[MakeSettings]:
+    """Settings on the local store unless given one, with a queue of their own (so no other test's
+    worker takes these jobs); the queue's keys are removed afterwards."""
+    queue_name = f"test-exports-{uuid.uuid4().hex[:8]}"
+
+    def factory(storage: StoreSettings | None = None, **web: Any) -> Settings:
+        storage = storage or StoreSettings(
+            backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32
+        )
+        made = make_settings(tmp_path, database_url, redis_url, storage, **web)
+        return dataclasses.replace(made, core=dataclasses.replace(made.core, queue_name=queue_name))
+
+    yield factory
+    redis = Redis.from_url(redis_url)
+    keys = [k async for k in redis.scan_iter(match=f"saq:*{queue_name}*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+@pytest.fixture
+def export_settings(make_export_settings: MakeSettings) -> Settings:
+    return make_export_settings()
+
+
+@pytest.fixture
+async def api(export_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """A logged-in browser session (cookie + CSRF) on the local store."""
+    async with AsyncTestClient(app=create_app(export_settings)) as c:
+        await register(c, "owner@example.com")
+        yield c
+
+
+@pytest.fixture
+async def queue(export_settings: Settings) -> AsyncIterator[RedisQueue]:
+    """The test's view of the SAQ queue the API enqueues into."""
+    q = RedisQueue.from_url(export_settings.core.redis_url or "", name=export_settings.core.queue_name)
+    await q.connect()
+    yield q
+    await q.disconnect()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(export_settings: Settings) -> AsyncIterator[Store]:
+    async with open_store(export_settings.core.storage) as s:
+        yield s
+
+
+async def upload(c: AsyncTestClient[Any], path: Path) -> str:
+    files = {"file": (path.name, path.read_bytes(), "video/mp4")}
+    r = await c.post("/api/videos", files=files, headers=await csrf_headers(c))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture
+async def video_id(api: AsyncTestClient[Any], clip: Path) -> str:
+    return await upload(api, clip)
+
+
+async def request_export(
+    c: AsyncTestClient[Any], video: str, body: dict[str, Any] | None = None, **headers: str
+) -> Any:
+    payload = {"resolution": "720p", "segments": [{"start": "0.5", "end": "1.5"}]} if body is None else body
+    return await c.post(
+        f"/api/videos/{video}/export", json=payload, headers={**await csrf_headers(c), **headers}
+    )
+
+
+Sql = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def sql(db_engine: AsyncEngine) -> Sql:
+    """Run a statement as another process would (the worker, an operator)."""
+
+    async def run(statement: str, **params: Any) -> None:
+        async with db_engine.begin() as conn:
+            await conn.execute(text(statement), params)
+
+    return run
+
+
+Complete = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def complete(sql: Sql, store: Store) -> Complete:
+    """Do what a worker does at the end of a render: store the output, mark the row completed."""
+
+    async def finish(export_id: str, data: bytes, suffix: str = "mp4") -> str:
+        key = new_key("exports", export_id, suffix)
+        async with store.open_writer(key) as writer:
+            await writer.write(data)
+        await sql(
+            "UPDATE exports SET status = 'completed', progress = 100, output_key = :key, "
+            "size_bytes = :size, finished_at = now() WHERE id = :id",
+            key=key,
+            size=len(data),
+            id=export_id,
+        )
+        return key
+
+    return finish
