@@ -24,4 +24,4 @@ class ApiToken(UUIDv7AuditBase):
     prefix: Mapped[str] = mapped_column(String(16))
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
-    user: Mapped[User] = relationship(back_populates="tokens", lazy="noload")
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="raise")

@@ -19,5 +19,5 @@ class User(UUIDv7AuditBase):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     tokens: Mapped[list[ApiToken]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="noload"
+        back_populates="user", cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
