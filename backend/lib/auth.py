@@ -2,6 +2,9 @@
 
 The middleware only identifies; handlers that need a user declare the `current_user` dependency,
 which answers 401 for anonymous callers (pages turn that into a redirect to the log-in form).
+A bad token on HTTP is a 401 right here. On a websocket it only leaves the caller anonymous, with
+`scope["auth"]` set to AUTH_REJECTED: a refused handshake hides its reason from a browser, so the
+handler accepts and closes with 4401 instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from backend.db import models as m
 from backend.domain.accounts.services import ApiTokenService
 
 SESSION_USER_KEY = "user_id"
+AUTH_REJECTED = "rejected"
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/static/", "^/schema"]
 
 
@@ -44,6 +48,8 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             async with session_maker() as db:
                 user = await ApiTokenService(session=db).resolve(token)
             if user is None:
+                if connection.scope["type"] == "websocket":
+                    return AuthenticationResult(user=None, auth=AUTH_REJECTED)
                 raise NotAuthorizedException("invalid or revoked API token")
             return AuthenticationResult(user=user, auth="token")
         raw = connection.scope.get("session") or {}

@@ -2,22 +2,26 @@
 
 Repository errors map to HTTP here, once: advanced-alchemy's NotFoundError is a 404 — which is
 also what a caller gets for another user's id, because every query is scoped to the owner.
+An exception's headers (Retry-After, Content-Range, WWW-Authenticate) always reach the response,
+and field errors have one shape app-wide: `errors: [{"field": "body.segments[1].end", "message"}]`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
 from advanced_alchemy.exceptions import IntegrityError, NotFoundError, RepositoryError
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_409_CONFLICT, HTTP_500_INTERNAL_SERVER_ERROR
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
 
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
@@ -26,7 +30,13 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
     )
 
 
-def problem(request: Request[Any, Any, Any], status: int, detail: str, extra: Any = None) -> Response[Any]:
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _title(status),
@@ -36,14 +46,32 @@ def problem(request: Request[Any, Any, Any], status: int, detail: str, extra: An
     if extra:
         body["errors"] = extra
     if wants_json(request):
-        return Response(body, status_code=status, media_type=PROBLEM_JSON)
+        return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
     if status == 401:
         return Redirect(f"/login?next={request.url.path}")
     return Template(
         "error.html",
         context={"status": status, "title": _title(status), "detail": detail},
         status_code=status,
+        headers=headers,
     )
+
+
+def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Litestar's validation errors (`{"key": "segments[0]", "message", "source": "body"}`) in the API's
+    shape, `{"field": "body.segments[0]", "message"}`; an unknown field is named itself rather than by
+    the object that holds it."""
+    return [_field_error(error) for error in errors]
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    source, key = error.get("source"), error.get("key")
+    if key == "data":  # the body's top level
+        key = None
+    parts = [str(getattr(p, "value", p)) for p in (source, key) if p]
+    if unknown := _UNKNOWN_FIELD.fullmatch(error["message"]):
+        parts.append(unknown.group(1))
+    return {"field": ".".join(parts) or "body", "message": error["message"]}
 
 
 def _title(status: int) -> str:
@@ -54,7 +82,10 @@ def _title(status: int) -> str:
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    return problem(request, exc.status_code, exc.detail, exc.extra)
+    extra = exc.extra
+    if isinstance(exc, ValidationException) and isinstance(extra, list):
+        extra = field_errors(extra)
+    return problem(request, exc.status_code, exc.detail, extra, exc.headers)
 
 
 def repository_exception_handler(request: Request[Any, Any, Any], exc: RepositoryError) -> Response[Any]:
@@ -78,4 +109,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: unhandled_exception_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "field_errors", "problem"]

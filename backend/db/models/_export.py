@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
@@ -11,6 +11,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gpu_worker.contract import ExportStatus
+
+
+class ExportSegments(TypedDict):
+    """The JSONB `segments` column: the normalised render request the API stored (seconds as
+    decimal strings) and, once a clips-mode export completes, one record per clip."""
+
+    request: dict[str, Any]
+    clips: list[dict[str, Any]]
 
 
 class Export(UUIDv7AuditBase):
@@ -26,7 +34,7 @@ class Export(UUIDv7AuditBase):
     format: Mapped[str] = mapped_column(String(8))
     codec: Mapped[str] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(8))
-    segments: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    segments: Mapped[ExportSegments] = mapped_column(JSONB)
     status: Mapped[ExportStatus] = mapped_column(
         Enum(ExportStatus, name="export_status", values_callable=lambda e: [m.value for m in e]),
         default=ExportStatus.PENDING,

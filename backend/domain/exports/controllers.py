@@ -15,12 +15,7 @@ from uuid import UUID
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import (
-    HTTPException,
-    NotFoundException,
-    PermissionDeniedException,
-    ValidationException,
-)
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Dependency, Parameter
 from litestar.response import Redirect, Stream
@@ -43,17 +38,15 @@ from backend.domain.exports.services import (
     ExportService,
     check_rate_limit,
     download_name,
-    stored_segments,
 )
 from backend.lib.deps import SettingsDep, StoreDep
-from backend.lib.exceptions import PROBLEM_JSON, problem
+from backend.lib.exceptions import PROBLEM_JSON
 from gpu_worker.contract import ExportStatus
 from gpu_worker.store import LocalStore, Store, content_disposition
 
 QueueDep = Annotated[Queue, Dependency(skip_validation=True)]
 RedisDep = Annotated[Redis, Dependency(skip_validation=True)]
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
 
 
 def provide_queue(state: State) -> Queue:
@@ -69,7 +62,6 @@ def export_location(export_id: UUID) -> str:
 
 
 def export_out(export: m.Export) -> ExportOut:
-    segments = stored_segments(export)
     completed = export.status == ExportStatus.COMPLETED
     return ExportOut(
         id=export.id,
@@ -82,8 +74,8 @@ def export_out(export: m.Export) -> ExportOut:
         format=export.format,
         codec=export.codec,
         mode=export.mode,
-        segments=segments["request"]["segments"],
-        clips=segments.get("clips", []),
+        segments=export.segments["request"]["segments"],
+        clips=export.segments["clips"],
         size_bytes=export.size_bytes,
         duration=export.duration,
         encoder_requested=export.encoder_requested,
@@ -96,29 +88,6 @@ def export_out(export: m.Export) -> ExportOut:
         finished_at=export.finished_at,
         download_url=f"{export_location(export.id)}/download" if completed else None,
     )
-
-
-def problem_with_headers(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """The app's problem+json, keeping the exception's headers (Retry-After) and naming fields one way."""
-    extra = exc.extra
-    if isinstance(exc, ValidationException) and isinstance(extra, list):
-        extra = [_field_error(e) for e in extra]
-    response = problem(request, exc.status_code, exc.detail, extra)
-    for name, value in (exc.headers or {}).items():
-        response.set_header(name, value)
-    return response
-
-
-def _field_error(error: dict[str, Any]) -> dict[str, Any]:
-    """Litestar's `{"key": "segments[0]", "source": "body"}` as `{"field": "body.segments[0]"}`; an
-    unknown field is named itself rather than by the object that holds it."""
-    source, key = error.get("source"), error.get("key")
-    if key == "data":  # the body's top level
-        key = None
-    parts = [str(getattr(p, "value", p)) for p in (source, key) if p]
-    if unknown := _UNKNOWN_FIELD.fullmatch(error["message"]):
-        parts.append(unknown.group(1))
-    return {"field": ".".join(parts) or "body", "message": error["message"]}
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -184,7 +153,6 @@ class ExportController(Controller):
         "queue": Provide(provide_queue, sync_to_thread=False),
         "redis": Provide(provide_redis, sync_to_thread=False),
     }
-    exception_handlers = {HTTPException: problem_with_headers}
 
     @post(
         "/videos/{video_id:uuid}/export",
@@ -304,7 +272,6 @@ class SignedFileController(Controller):
     """The local store's signed download links: the signature is the credential, so no session or login."""
 
     tags = ["exports"]
-    exception_handlers = {HTTPException: problem_with_headers}
 
     @get(
         "/files/{key:path}",

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, tuple_, update
 
 from backend.db import models as m
 from backend.domain.exports.schemas import ExportCreate
+from backend.lib.exceptions import field_errors
 from gpu_worker.contract import (
     ContractError,
     ExportStatus,
@@ -38,7 +39,6 @@ from gpu_worker.contract import (
     decode_request,
     enc_hook,
     parse_seconds,
-    progress_key,
 )
 from gpu_worker.progress import publish_progress
 from gpu_worker.store import Store, sanitize_filename
@@ -62,8 +62,8 @@ class ExportConflict(ClientException):
 
 
 def body_errors(field: str, message: str) -> list[dict[str, str]]:
-    """The problem+json `errors` entry shape used for every body error on the exports API."""
-    return [{"field": f"body.{field}", "message": message}]
+    """The contract's error named like Litestar's own body errors, through the app's one shape."""
+    return field_errors([{"source": "body", "key": field, "message": message}])
 
 
 def to_render_request(data: ExportCreate) -> RenderRequest:
@@ -80,12 +80,6 @@ def to_render_request(data: ExportCreate) -> RenderRequest:
 def request_json(request: RenderRequest) -> dict[str, Any]:
     """The normalised request as stored in `segments["request"]` (seconds as decimal strings)."""
     return msgspec.to_builtins(request, enc_hook=enc_hook)
-
-
-def stored_segments(export: m.Export) -> dict[str, Any]:
-    """The JSONB `{"request": …, "clips": […]}`; the model's list annotation predates that shape."""
-    segments: dict[str, Any] = export.segments  # type: ignore[assignment]
-    return segments
 
 
 def encode_cursor(export: m.Export) -> str:
@@ -201,7 +195,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         if idempotency_key is not None:
             earlier = await self.get_one_or_none(user_id=user.id, idempotency_key=idempotency_key)
             if earlier is not None:
-                if earlier.video_id != video_id or stored_segments(earlier)["request"] != wanted:
+                if earlier.video_id != video_id or earlier.segments["request"] != wanted:
                     raise UnprocessableExport(detail="Idempotency-Key reused with a different request")
                 return Requested(earlier, created=False)
         active = await self.count(m.Export.user_id == user.id, m.Export.status.in_(ACTIVE))
@@ -277,7 +271,9 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
 
         The row goes before the object (as for videos): a stray object is only storage, while a row
         pointing at a missing object would be a broken download. The key is read by the DELETE
-        itself, so an output a worker recorded a moment ago is not missed.
+        itself, so an output a worker recorded a moment ago is not missed. The Redis snapshot is
+        left to expire: its terminal status is what makes a late worker message a no-op, whereas
+        deleting it would let that message start a fresh snapshot at seq 1.
         """
         export = await self.get_owned(owner, export_id)
         if await self._cancel(export):
@@ -295,10 +291,6 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 await store.delete(output_key)
             except Exception:
                 log.exception("could not delete stored object %s of export %s", output_key, export.id)
-        try:
-            await redis.delete(progress_key(export.id))
-        except Exception:
-            log.exception("could not remove the progress snapshot of export %s", export.id)
 
     async def _cancel(self, export: m.Export) -> bool:
         """The conditional UPDATE: true only if this call moved the export to cancelled."""

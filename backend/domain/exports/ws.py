@@ -5,9 +5,10 @@ Pub/sub is at-most-once, so correctness comes from ordering: subscribe first, th
 was sent. A message lost in between is covered by the periodic Postgres re-check, which ends the
 stream once the export is final. Each socket holds its own Redis pub/sub connection.
 
-Close codes: 4401 not logged in, 4403 cross-site Origin, 4404 no such export for this user
-(the same for another user's id), 1000 after a terminal status. Sockets are accepted before being
-closed with these codes, because a browser never sees the code of a refused handshake.
+Close codes: 4401 not logged in or an invalid/revoked `?token=`, 4403 cross-site Origin, 4404 no
+such export for this user (the same for another user's id), 1000 after a terminal status. Sockets
+are accepted before being closed with these codes, because a browser never sees the code of a
+refused handshake.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import select
 
 from backend.db import models as m
 from backend.domain.exports.services import ACTIVE, progress_from_row
+from backend.lib.auth import AUTH_REJECTED
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
 from gpu_worker.progress import read_snapshot
 
@@ -62,7 +64,9 @@ async def admit(socket: WebSocket[Any, Any, Any]) -> m.User | None:
         return None
     user: m.User | None = socket.scope.get("user")
     if user is None:
-        await socket.close(code=WS_UNAUTHENTICATED, reason="log in or pass ?token=")
+        bad_token = socket.scope.get("auth") == AUTH_REJECTED
+        reason = "invalid or revoked API token" if bad_token else "log in or pass ?token="
+        await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
         return None
     return user
 

@@ -16,7 +16,8 @@ from saq.queue.redis import RedisQueue
 
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
-from gpu_worker.contract import ProgressMessage, export_channel
+from gpu_worker.contract import ProgressMessage, export_channel, progress_key
+from gpu_worker.progress import SNAPSHOT_TTL_S, publish_progress, read_snapshot
 from gpu_worker.store import LocalStore, Store, StoreSettings, content_disposition, open_store
 from tests.fixtures.app import csrf_headers, register
 from tests.integration.exports.conftest import Complete, MakeSettings, Sql, request_export, upload
@@ -167,7 +168,37 @@ async def test_deleting_a_pending_export_cancels_it_aborts_its_job_and_tells_lis
     assert (job.status, job.error) == ("aborted", "cancelled")
     assert (await queue.info())["queued"] == 0
     assert (await api.get(f"/api/exports/{export_id}")).status_code == 404
-    assert await redis.exists(f"export:{export_id}:progress") == 0
+    snapshot = await read_snapshot(redis, export_id)
+    assert snapshot is not None
+    assert (snapshot.status, snapshot.seq) == ("cancelled", 1)
+    assert 0 < await redis.ttl(progress_key(export_id)) <= SNAPSHOT_TTL_S
+
+
+async def test_a_late_worker_message_after_delete_cannot_restart_the_snapshot(
+    api: AsyncTestClient[Any], video_id: str, redis: Redis, sql: Sql
+) -> None:
+    export_id = (await request_export(api, video_id)).json()["id"]
+    user_id = (await api.get("/api/auth/me")).json()["id"]
+    await sql("UPDATE exports SET status = 'processing', attempt = 1 WHERE id = :id", id=export_id)
+
+    def rendering(percent: int) -> ProgressMessage:
+        return ProgressMessage(
+            export_id=export_id,
+            user_id=user_id,
+            seq=0,
+            status="processing",
+            phase="rendering",
+            percent=percent,
+        )
+
+    assert await publish_progress(redis, rendering(40)) is not None
+    r = await api.delete(f"/api/exports/{export_id}", headers=await csrf_headers(api))
+    assert r.status_code == 204
+
+    assert await publish_progress(redis, rendering(60)) is None
+    snapshot = await read_snapshot(redis, export_id)
+    assert snapshot is not None
+    assert (snapshot.status, snapshot.seq, snapshot.percent) == ("cancelled", 2, 0)
 
 
 async def _next_message(pubsub: Any, timeout_s: float = 5.0) -> bytes:

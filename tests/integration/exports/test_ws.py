@@ -1,7 +1,6 @@
 """Progress websockets over a real server (uvicorn on a loopback port) and a real websocket client.
 
-A live server rather than the test client: Litestar's test client runs websocket handlers on a loop
-of their own, where the app's Postgres and Redis pools (made on the test's loop) cannot be used.
+A live server (`tests.fixtures.live`) rather than the test client: see there why.
 Messages are published the way the worker does, through `gpu_worker.progress.publish_progress`.
 """
 
@@ -9,16 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -27,47 +22,18 @@ from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage, export_channel
 from gpu_worker.progress import publish_progress
-from tests.fixtures.app import csrf_headers, register
+from tests.fixtures.app import csrf_headers
+from tests.fixtures.live import Account, account, serve_app
 from tests.integration.exports.conftest import Sql
 
 RECV_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
-class Account:
-    http: httpx.AsyncClient
-    user_id: str
-    token: str
-
-    @property
-    def cookie(self) -> str:
-        return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
-
-
 @pytest.fixture
 async def live(export_settings: Settings) -> AsyncIterator[str]:
     """`host:port` of the app served by uvicorn on this test's event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        create_app(export_settings), lifespan="on", log_level="warning", ws="websockets-sansio"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    await task
-    sock.close()
-
-
-async def account(live: str, email: str) -> Account:
-    http = httpx.AsyncClient(base_url=f"http://{live}")
-    user = await register(http, email)
-    token = (await http.post("/api/tokens", json={"name": "ws"}, headers=await csrf_headers(http))).json()
-    return Account(http, user["id"], token["token"])
+    async with serve_app(create_app(export_settings)) as address:
+        yield address
 
 
 @pytest.fixture
@@ -209,6 +175,19 @@ async def test_an_anonymous_socket_closes_with_4401(live: str, owner: Account, v
     for path in (f"/ws/exports/{export_id}", "/ws/exports"):
         async with connect(ws_url(live, path)) as ws:
             assert await rest_until_closed(ws) == ([], 4401)
+
+
+async def test_a_revoked_token_is_accepted_then_closed_with_4401_saying_why(
+    live: str, owner: Account, video: str
+) -> None:
+    export_id = await new_export(owner, video)
+    headers = await csrf_headers(owner.http)
+    token = (await owner.http.post("/api/tokens", json={"name": "old"}, headers=headers)).json()
+    assert (await owner.http.delete(f"/api/tokens/{token['id']}", headers=headers)).status_code == 204
+    for path in (f"/ws/exports/{export_id}", "/ws/exports"):
+        async with connect(f"ws://{live}{path}?token={token['token']}") as ws:
+            assert await rest_until_closed(ws) == ([], 4401)
+            assert ws.close_reason == "invalid or revoked API token"
 
 
 async def test_the_session_cookie_works_from_the_same_origin_and_not_from_another_site(

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
+import pytest
 from redis.asyncio.client import PubSub
 from saq.job import Status
 from saq.queue.redis import RedisQueue
 
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage, RenderRequest, export_channel
 from gpu_worker.progress import publish_progress, read_snapshot
+from gpu_worker.rows import ExportRows
 from gpu_worker.worker import build_worker
 from tests.integration.jobs.farm import Farm, next_message
 from tests.media import MadeVideo
+
+LATE = {
+    "cancelled": "UPDATE exports SET status = 'cancelled', finished_at = now() WHERE id = :id",
+    "deleted": "DELETE FROM exports WHERE id = :id",
+}
 
 STOP_WITHIN_S = 2.0
 SAQ_ABORT_POLL_S = 1.0
@@ -146,3 +154,30 @@ async def test_an_attempt_whose_row_was_claimed_again_stops_without_writing(
         None,
     )
     assert list(farm.settings.scratch_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("late", LATE)
+async def test_an_upload_that_finishes_after_the_export_was_cancelled_or_deleted_is_removed(
+    farm: Farm, clip: MadeVideo, monkeypatch: pytest.MonkeyPatch, late: str
+) -> None:
+    """The API's cancel or DELETE lands between the worker's upload and its conditional complete():
+    the row never got the output_key, so only the worker knows the object and must delete it."""
+    _, export_id = await farm.submit(clip.path, RenderRequest())
+    complete = ExportRows.complete
+    uploaded: list[bool] = []
+
+    async def after_the_api_acted(self: ExportRows, ident: uuid.UUID, *args: Any, **kwargs: Any) -> bool:
+        uploaded.append(await farm.store.size(kwargs["output_key"]) is not None)
+        await farm.sql(LATE[late], id=ident)
+        return await complete(self, ident, *args, **kwargs)
+
+    monkeypatch.setattr(ExportRows, "complete", after_the_api_acted)
+    await farm.run_worker()
+
+    assert uploaded == [True]
+    job = await farm.queue.job(str(export_id))
+    assert job is not None
+    assert (job.status, job.result) == (Status.COMPLETE, "stopped")
+    exports = farm.settings.storage.local_root / "exports"
+    assert [p for p in exports.rglob("*") if p.is_file()] == []
+    assert farm.scratch_files() == []

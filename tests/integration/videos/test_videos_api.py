@@ -22,10 +22,16 @@ async def test_list_is_newest_first_and_paginated(app_client: AsyncTestClient[An
     assert [v["id"] for v in rest["items"]] == [ids[0]]
 
 
-async def test_list_limit_out_of_range_is_400_naming_the_field(app_client: AsyncTestClient[Any]) -> None:
-    r = await app_client.get("/api/videos", params={"limit": 1000})
+async def test_bad_list_parameters_are_400_naming_each_field_like_the_exports_api(
+    app_client: AsyncTestClient[Any],
+) -> None:
+    r = await app_client.get("/api/videos", params={"limit": 1000, "offset": -1})
     assert r.status_code == 400
-    assert "limit" in r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"] == [
+        {"field": "query.limit", "message": "Expected `int` <= 100"},
+        {"field": "query.offset", "message": "Expected `int` >= 0"},
+    ]
 
 
 async def test_get_one_returns_the_same_record(app_client: AsyncTestClient[Any], clip: Path) -> None:
