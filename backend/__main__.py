@@ -118,6 +118,9 @@ def worker(
     with services(settings) as ready:
         core = replace(ready.core, **{k: v for k, v in overrides.items() if v is not None})
         w = build_worker(core, concurrency=concurrency)
+        # The handlers below own SIGINT/SIGTERM. SAQ's own (Worker.SIGNALS) would replace them, stop
+        # the worker, then remove themselves, leaving `stop` unset and the process running forever.
+        w.SIGNALS = []
 
         async def run() -> None:
             loop = asyncio.get_running_loop()

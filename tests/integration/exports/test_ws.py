@@ -6,27 +6,21 @@ Messages are published the way the worker does, through `gpu_worker.progress.pub
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 from redis.asyncio import Redis
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage, export_channel
 from gpu_worker.progress import publish_progress
 from tests.fixtures.app import csrf_headers
-from tests.fixtures.live import Account, account, serve_app
+from tests.fixtures.live import Account, account, recv, rest_until_closed, serve_app
 from tests.integration.exports.conftest import Sql
-
-RECV_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
@@ -73,20 +67,6 @@ async def progress(redis: Redis, acc: Account, export_id: str, status: ExportSta
     )
     assert sent is not None
     return sent.seq
-
-
-async def recv(ws: ClientConnection) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
-
-
-async def rest_until_closed(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
-    """Every remaining message, then the close code the server sent."""
-    got = []
-    try:
-        while True:
-            got.append(await recv(ws))
-    except ConnectionClosed as closed:
-        return got, closed.rcvd.code if closed.rcvd else None
 
 
 def ws_url(live: str, path: str, acc: Account | None = None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ import psutil
 import pytest
 
 from tests.fixtures.app import PASSWORD
+from tests.fixtures.live import free_port
 
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def processes_mentioning(path: Path) -> list[psutil.Process]:
