@@ -30,6 +30,8 @@
         document.getElementById("video-rows").insertAdjacentHTML("afterbegin", xhr.responseText);
         const empty = document.getElementById("empty");
         if (empty) empty.remove();
+        const count = document.getElementById("video-count");
+        count.textContent = String(Number(count.textContent) + 1);
         form.reset();
         return;
       }
