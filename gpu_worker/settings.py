@@ -12,9 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from croniter import croniter
+
 from gpu_worker.store import StoreSettings
 
 MiB = 1024 * 1024
+RECONCILE_CRON = "* * * * *"
+STALE_AFTER_S = 600.0
+"""A 'processing' row not written for this long is a dead attempt (a live one writes every 15 s)."""
+PENDING_GRACE_S = 120.0
+"""A 'pending' row with no queued or running job is re-enqueued once it is this old."""
 
 
 def env_bool(value: str | None, default: bool) -> bool:
@@ -48,6 +55,9 @@ class WorkerSettings:
     concurrency: int = 1
     encoder: str = "auto"
     gpu_index: int | None = None
+    reconcile_cron: str = RECONCILE_CRON
+    stale_after_s: float = STALE_AFTER_S
+    pending_grace_s: float = PENDING_GRACE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -70,6 +80,9 @@ class WorkerSettings:
             signing_secret=secret,
         )
         gpu = env.get("VEXPORT_GPU")
+        reconcile_cron = env.get("RECONCILE_CRON") or RECONCILE_CRON
+        if not croniter.is_valid(reconcile_cron):
+            raise ValueError(f"RECONCILE_CRON is not a cron expression: {reconcile_cron!r}")
         return cls(
             data_dir=data_dir,
             secret_key=secret,
@@ -81,6 +94,9 @@ class WorkerSettings:
             concurrency=int(env.get("WORKER_CONCURRENCY", "1")),
             encoder=env.get("VEXPORT_ENCODER", "auto"),
             gpu_index=int(gpu) if gpu else None,
+            reconcile_cron=reconcile_cron,
+            stale_after_s=float(env.get("STALE_AFTER_S") or STALE_AFTER_S),
+            pending_grace_s=float(env.get("PENDING_GRACE_S") or PENDING_GRACE_S),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> WorkerSettings:

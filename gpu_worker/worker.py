@@ -2,8 +2,9 @@
 
 Web-free by design: a GPU box runs this without the web stack. At start it probes the GPUs (in a
 thread: opening NVENC sessions takes seconds) and opens the store, the Redis client for progress
-and the Postgres pool into ctx; it runs `export_video`, the reconciler every minute and a scratch
-sweep every quarter hour.
+and the Postgres pool into ctx; it runs `export_video`, the reconciler (RECONCILE_CRON, every minute
+by default) and a scratch sweep every quarter hour. Both Redis clients reconnect with backoff, and the
+queue waits out a Redis outage instead of spinning (gpu_worker.queue).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from saq import CronJob, Worker
-from saq.queue.redis import RedisQueue
 
 from gpu_worker.contract import EXPORT_TASK, EncoderChoice
 from gpu_worker.encoders.probe import GpuReport, probe_gpus
 from gpu_worker.encoders.select import NVENC_CODECS
+from gpu_worker.queue import BackoffRedisQueue, redis_client
 from gpu_worker.rows import ExportRows
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.store import open_store
@@ -82,8 +82,7 @@ def build_worker(
     redis_url = settings.redis_url
     if not redis_url:
         raise RuntimeError("REDIS_URL is not set and no embedded Redis was started")
-    # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
-    queue = RedisQueue.from_url(redis_url, name=settings.queue_name)
+    queue = BackoffRedisQueue.connect_to(redis_url, settings.queue_name)
     wid = worker_id()
 
     async def clean_scratch(ctx: dict[str, Any]) -> int:
@@ -99,7 +98,7 @@ def build_worker(
             settings=settings,
             worker_id=wid,
             store=open_store(settings.storage),
-            redis=Redis.from_url(redis_url),
+            redis=redis_client(redis_url),
             rows=ExportRows.connect(settings.async_database_url),
             gpu_report=report,
         )
@@ -125,7 +124,7 @@ def build_worker(
         id=wid,
         concurrency=concurrency or settings.concurrency,
         cron_jobs=[
-            CronJob(reconcile_exports, cron="* * * * *", timeout=120),
+            CronJob(reconcile_exports, cron=settings.reconcile_cron, timeout=120),
             CronJob(clean_scratch, cron="*/15 * * * *", timeout=600),
         ],
         startup=startup,

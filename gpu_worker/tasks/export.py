@@ -11,6 +11,11 @@ a thread, so every way of stopping an attempt ends in the engine's `threading.Ev
 In every case the engine stops at its next frame check, an unfinished upload is aborted and the
 scratch directory `<scratch_dir>/<export_id>-<attempt>` is removed.
 
+Live progress is best-effort: Redis is not the source of truth (the row is, and a websocket falls
+back to it), so a failed publish is logged (at most every PUBLISH_WARN_INTERVAL_S), later updates are
+skipped for PUBLISH_PAUSE_S, and the render goes on; the terminal message is tried
+TERMINAL_PUBLISH_ATTEMPTS times with backoff and then given up.
+
 Failures: bad input (MediaError, ContractError, an unreadable request, a missing source) fails the
 export with its message and no retry. Storage, Redis and database outages are transient: while the
 SAQ job has retries left the row goes back to 'pending' and the error is re-raised for SAQ to retry
@@ -28,7 +33,7 @@ import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -38,6 +43,7 @@ from uuid import UUID
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq import Job
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -72,6 +78,13 @@ HEARTBEAT_INTERVAL_S = 15.0
 """SAQ job heartbeat and row `updated_at` refresh; the job's heartbeat limit is 60 s."""
 ROW_INTERVAL_S = 2.0
 """The row's progress/phase are written at most this often (Redis gets every message)."""
+PUBLISH_ERRORS = (RedisError, OSError)
+PUBLISH_WARN_INTERVAL_S = 30.0
+PUBLISH_PAUSE_S = 5.0
+"""After a failed publish, updates are skipped this long, so a Redis outage cannot slow the render."""
+TERMINAL_PUBLISH_ATTEMPTS = 3
+TERMINAL_PUBLISH_BACKOFF_S = 0.5
+"""Doubled after each failed try of the terminal message: 0.5 s, then 1 s."""
 CPU_ONLY_REASON = "this worker renders on the CPU only (--encoder cpu)"
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime", "zip": "application/zip"}
 
@@ -153,6 +166,8 @@ class ExportAttempt:
         self._percent = 0
         self._row_written = float("-inf")
         self._posted: set[concurrent.futures.Future[None]] = set()
+        self._publish_paused_until = float("-inf")
+        self._publish_warned = float("-inf")
 
     async def run(self) -> str:
         try:
@@ -354,8 +369,8 @@ class ExportAttempt:
 
     async def _on_progress(self, percent: int, report: ProgressReport, frames_before: int) -> None:
         self._percent = percent
-        try:
-            await self._publisher.update(
+        await self._publish(
+            lambda: self._publisher.update(
                 Phase.RENDERING,
                 percent=percent,
                 frames_done=frames_before + report.frames_done,
@@ -363,18 +378,63 @@ class ExportAttempt:
                 fps=report.fps,
                 eta_s=report.eta_s,
             )
+        )
+        try:
             if time.monotonic() - self._row_written >= ROW_INTERVAL_S:
                 await self._write_row()
         except TRANSIENT_ERRORS:
-            log.warning("export %s: progress not published", self._id, exc_info=True)
+            log.warning("export %s: progress not written to the row", self._id, exc_info=True)
 
     async def _set_phase(self, phase: Phase, percent: int | None = None) -> None:
         await self._drain()
         self._phase = phase
         if percent is not None:
             self._percent = percent
-        await self._publisher.update(phase, percent=self._percent)
+        await self._publish(lambda: self._publisher.update(phase, percent=self._percent))
         await self._write_row()
+
+    async def _publish(self, send: Callable[[], Awaitable[object]]) -> bool:
+        """Send one live update unless a recent failure paused them; False when it did not go out.
+        A failure never reaches the render: the row carries the state, Redis only mirrors it."""
+        if time.monotonic() < self._publish_paused_until:
+            return False
+        try:
+            await send()
+        except PUBLISH_ERRORS:
+            self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_S
+            self._warn_unpublished()
+            return False
+        return True
+
+    def _warn_unpublished(self) -> None:
+        now = time.monotonic()
+        if now - self._publish_warned >= PUBLISH_WARN_INTERVAL_S:
+            self._publish_warned = now
+            log.warning(
+                "export %s: live progress not published (Redis); the render goes on", self._id, exc_info=True
+            )
+
+    async def _publish_terminal(self, send: Callable[[], Awaitable[object]], what: str) -> bool:
+        """The terminal message, tried a few times with backoff (not paused by earlier failures);
+        False when given up, and progress streams then read the final state from the row."""
+        delay = TERMINAL_PUBLISH_BACKOFF_S
+        for attempt in range(1, TERMINAL_PUBLISH_ATTEMPTS + 1):
+            try:
+                await send()
+                return True
+            except PUBLISH_ERRORS:
+                if attempt == TERMINAL_PUBLISH_ATTEMPTS:
+                    log.warning(
+                        "export %s: %s message not published after %d tries; the row has it",
+                        self._id,
+                        what,
+                        attempt,
+                        exc_info=True,
+                    )
+                    return False
+            await asyncio.sleep(delay)
+            delay *= 2
+        return False
 
     async def _write_row(self) -> None:
         self._row_written = time.monotonic()
@@ -408,11 +468,14 @@ class ExportAttempt:
                 await self._store.delete(output.key)
             log.info("export %s attempt %d finished but the row is no longer ours", self._id, self._attempt)
             return "stopped"
-        await self._publisher.finish(
-            ExportStatus.COMPLETED,
-            percent=100,
-            encoder_used=output.encoder_used,
-            fallback_reason=output.fallback_reason,
+        await self._publish_terminal(
+            lambda: self._publisher.finish(
+                ExportStatus.COMPLETED,
+                percent=100,
+                encoder_used=output.encoder_used,
+                fallback_reason=output.fallback_reason,
+            ),
+            "completed",
         )
         log.info("export %s attempt %d completed: %s", self._id, self._attempt, output.key)
         return "completed"
@@ -421,18 +484,31 @@ class ExportAttempt:
         await self._drain()
         if not await self._rows.fail(self._id, self._attempt, error):
             return "stopped"
-        await self._publisher.finish(ExportStatus.FAILED, percent=self._percent, error=error)
+        await self._publish_terminal(
+            lambda: self._publisher.finish(ExportStatus.FAILED, percent=self._percent, error=error), "failed"
+        )
         return "failed"
 
     async def _hand_back(self) -> None:
         """Give the row back to 'pending' so a retry can claim it; no-op when it was cancelled."""
         try:
             await self._drain()
-            if await self._rows.reset_to_pending(self._id, self._attempt):
-                await self._publisher.finish(ExportStatus.PENDING)
+            handed_back = await self._rows.reset_to_pending(self._id, self._attempt)
         except TRANSIENT_ERRORS:
             log.warning(
                 "export %s: could not hand the row back; the reconciler will", self._id, exc_info=True
+            )
+            return
+        if not handed_back:
+            return
+        try:
+            await self._publisher.finish(ExportStatus.PENDING)
+        except PUBLISH_ERRORS:
+            log.warning(
+                "export %s: row handed back to 'pending', but announcing it failed (Redis);"
+                " progress streams read it from the row",
+                self._id,
+                exc_info=True,
             )
 
 

@@ -1,11 +1,12 @@
-"""The reconciler (SAQ cron, every minute): no export stays 'processing' or 'pending' forever.
+"""The reconciler (SAQ cron, RECONCILE_CRON: every minute by default): no export stays 'processing'
+or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S and PENDING_GRACE_S.
 
 - 'processing' whose SAQ job (key = export id) is gone, not active, or stuck (heartbeat or timeout
-  exceeded), or whose row has not been written for STALE_AFTER_S (a live attempt writes it at
+  exceeded), or whose row has not been written for stale_after_s (a live attempt writes it at
   least every 15 s): that attempt is dead. A job still marked active is finished as aborted, then
   the row goes back to 'pending' and is re-enqueued, or fails with "worker lost (N attempts)" once
   MAX_ATTEMPTS claims were used.
-- 'pending' for over PENDING_AFTER_S with no queued or running job (the enqueue after the API's
+- 'pending' for over pending_after_s with no queued or running job (the enqueue after the API's
   insert was lost, or the last job ended without a claim): re-enqueued, or failed likewise.
 Every change is a conditional UPDATE on (id, attempt, status), so a worker that comes back to
 life, or a second reconciler running at the same time, cannot undo it or be undone.
@@ -24,13 +25,12 @@ from saq.job import Status
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
 from gpu_worker.progress import publish_progress
 from gpu_worker.rows import ExportRows, IdleExport
+from gpu_worker.settings import PENDING_GRACE_S, STALE_AFTER_S
 from gpu_worker.tasks.context import services_of
 from gpu_worker.tasks.enqueue import MAX_ATTEMPTS, enqueue_export
 
 log = logging.getLogger(__name__)
 
-STALE_AFTER_S = 10 * 60
-PENDING_AFTER_S = 2 * 60
 LOST_JOB_ERROR = "worker lost"
 _WAITING_OR_RUNNING = frozenset({Status.QUEUED, Status.ACTIVE})
 
@@ -46,7 +46,14 @@ class ReconcileReport:
 async def reconcile_exports(ctx: dict[str, Any]) -> dict[str, list[str]]:
     """SAQ cron entry point."""
     services = services_of(ctx)
-    report = await reconcile(services.rows, ctx["worker"].queue, services.redis)
+    settings = services.settings
+    report = await reconcile(
+        services.rows,
+        ctx["worker"].queue,
+        services.redis,
+        stale_after_s=settings.stale_after_s,
+        pending_after_s=settings.pending_grace_s,
+    )
     if report.requeued or report.failed:
         log.warning("reconciler: requeued %s, failed %s", report.requeued, report.failed)
     return {"requeued": report.requeued, "failed": report.failed}
@@ -59,7 +66,7 @@ async def reconcile(
     *,
     max_attempts: int = MAX_ATTEMPTS,
     stale_after_s: float = STALE_AFTER_S,
-    pending_after_s: float = PENDING_AFTER_S,
+    pending_after_s: float = PENDING_GRACE_S,
 ) -> ReconcileReport:
     report = ReconcileReport()
     for row in await rows.idle(ExportStatus.PROCESSING):

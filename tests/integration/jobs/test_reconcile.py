@@ -9,8 +9,9 @@ from saq.utils import now
 
 from gpu_worker.contract import ExportStatus, Phase, RenderRequest, export_channel
 from gpu_worker.rows import ExportRows
+from gpu_worker.settings import PENDING_GRACE_S
 from gpu_worker.tasks.enqueue import enqueue_export
-from gpu_worker.tasks.reconcile import PENDING_AFTER_S, reconcile
+from gpu_worker.tasks.reconcile import reconcile
 from tests.integration.jobs.farm import Farm, messages_until_terminal, next_message
 from tests.media import MadeVideo
 
@@ -117,11 +118,11 @@ async def test_a_row_that_stopped_being_written_is_requeued_even_if_its_job_look
 async def test_a_pending_export_whose_enqueue_was_lost_is_enqueued(
     farm: Farm, rows: ExportRows, clip: MadeVideo
 ) -> None:
-    lost = await export_row(farm, clip, "pending", attempt=0, idle_s=PENDING_AFTER_S + 60)
-    waiting = await export_row(farm, clip, "pending", attempt=0, idle_s=PENDING_AFTER_S + 60)
+    lost = await export_row(farm, clip, "pending", attempt=0, idle_s=PENDING_GRACE_S + 60)
+    waiting = await export_row(farm, clip, "pending", attempt=0, idle_s=PENDING_GRACE_S + 60)
     await enqueue_export(farm.queue, waiting)
     recent = await export_row(farm, clip, "pending", attempt=0)
-    exhausted = await export_row(farm, clip, "pending", attempt=3, idle_s=PENDING_AFTER_S + 60)
+    exhausted = await export_row(farm, clip, "pending", attempt=3, idle_s=PENDING_GRACE_S + 60)
 
     report = await reconcile(rows, farm.queue, farm.redis)
 
