@@ -11,8 +11,9 @@ Finally publishes a terminal (completed) message and checks that every socket cl
 
     uv run python bench/ws.py [--quick] [--json PATH] [--sockets N] [--messages K] [--interval-ms MS]
 
-Each socket holds its own Redis pub/sub connection in the server, so N sockets mean N more Redis
-clients and about 2N more file descriptors in the server; the report shows both. Sockets that fail
+The server shares one Redis pub/sub connection among all its sockets (backend.domain.exports.fanout),
+so N sockets mean about N more file descriptors in the server and no more Redis clients; the report
+shows both. Sockets that fail
 to connect are counted and the run goes on with the rest (the largest N that works).
 """
 

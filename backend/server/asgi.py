@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 
+from backend.domain.exports.fanout import Fanout
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
@@ -76,9 +77,13 @@ def create_app(settings: Settings) -> Litestar:
         # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
         app.state.queue = RedisQueue.from_url(settings.core.redis_url or "", name=settings.core.queue_name)
         await app.state.queue.connect()
+        # One Redis pub/sub connection shared by every progress websocket of this process.
+        app.state.fanout = Fanout.from_url(settings.core.redis_url or "")
+        await app.state.fanout.start()
         try:
             yield
         finally:
+            await app.state.fanout.aclose()
             with suppress(RedisError):  # Redis may be gone; the queue has nothing to flush
                 await app.state.queue.disconnect()
             await app.state.store.aclose()

@@ -3,7 +3,8 @@
 Pub/sub is at-most-once, so correctness comes from ordering: subscribe first, then send a snapshot
 (the Redis hash, else the Postgres row), then forward only messages whose `seq` is newer than what
 was sent. A message lost in between is covered by the periodic Postgres re-check, which ends the
-stream once the export is final. Each socket holds its own Redis pub/sub connection.
+stream once the export is final. Sockets share the process's one Redis pub/sub connection
+(`fanout.Fanout`); after it reconnects they re-read the snapshot, since messages may have been lost.
 
 Close codes: 4401 not logged in or an invalid/revoked `?token=`, 4403 cross-site Origin, 4404 no
 such export for this user (the same for another user's id), 1000 after a terminal status. Sockets
@@ -16,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -27,24 +27,20 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import WS_1000_NORMAL_CLOSURE
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from backend.db import models as m
+from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
 from backend.domain.exports.services import ACTIVE, progress_from_row
 from backend.lib.auth import AUTH_REJECTED
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
 from gpu_worker.progress import read_snapshot
-
-log = logging.getLogger(__name__)
 
 WS_UNAUTHENTICATED = 4401
 WS_FORBIDDEN_ORIGIN = 4403
 WS_NOT_FOUND = 4404
 RECHECK_S = 15.0
 """How long a single-export socket waits on pub/sub before asking Postgres whether the export ended."""
-
-_decode = msgspec.json.Decoder(ProgressMessage).decode
 
 
 def same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
@@ -71,16 +67,6 @@ async def admit(socket: WebSocket[Any, Any, Any]) -> m.User | None:
     return user
 
 
-@contextlib.asynccontextmanager
-async def subscribed(redis: Redis, channel: str) -> AsyncIterator[PubSub]:
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(channel)
-        yield pubsub
-    finally:
-        await pubsub.aclose()
-
-
 async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any, Any, None]) -> None:
     """Run `work` until it ends (then close, 1000) or the client goes away, whichever is first."""
     follow = asyncio.ensure_future(work)
@@ -103,16 +89,6 @@ async def _drain(socket: WebSocket[Any, Any, Any]) -> None:
             await socket.receive_data(mode="text")
 
 
-def _parse(raw: dict[str, Any]) -> ProgressMessage | None:
-    """A published message, or None (logged) for one that breaks the protocol: one bad publisher
-    must not end everybody's stream."""
-    try:
-        return _decode(raw["data"])
-    except msgspec.MsgspecError:
-        log.warning("dropped a malformed progress message on %r", raw.get("channel"))
-        return None
-
-
 async def _send(socket: WebSocket[Any, Any, Any], message: ProgressMessage) -> None:
     await socket.send_data(msgspec.json.encode(message), mode="text")
 
@@ -129,12 +105,14 @@ async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: UU
     if user is None:
         return
     redis: Redis = socket.app.state.redis
-    async with subscribed(redis, export_channel(export_id)) as pubsub:
-        export = await _load(socket, user.id, export_id)
+    fanout: Fanout = socket.app.state.fanout
+    async with fanout.subscribe(export_channel(export_id)) as inbox:
+        export, snapshot = await asyncio.gather(
+            _load(socket, user.id, export_id), read_snapshot(redis, export_id)
+        )
         if export is None:
             await socket.close(code=WS_NOT_FOUND, reason="no such export")
             return
-        snapshot = await read_snapshot(redis, export_id)
         seq = snapshot.seq if snapshot is not None else 0
         # Postgres decides whether it is over; Redis only knows better how far along it is.
         terminal = export.status in TERMINAL_STATUSES
@@ -144,30 +122,33 @@ async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: UU
             await socket.close(code=WS_1000_NORMAL_CLOSURE)
             return
         reload = functools.partial(_load, socket, user.id, export_id)
-        await until_disconnect(socket, _follow_one(socket, pubsub, seq, reload))
+        resnapshot = functools.partial(read_snapshot, redis, export_id)
+        await until_disconnect(socket, _follow_one(socket, inbox, seq, reload, resnapshot))
 
 
 async def _follow_one(
     socket: WebSocket[Any, Any, Any],
-    pubsub: PubSub,
+    inbox: Inbox,
     last_seq: int,
     reload: Callable[[], Awaitable[m.Export | None]],
+    resnapshot: Callable[[], Awaitable[ProgressMessage | None]],
 ) -> None:
     while True:
-        raw = await pubsub.get_message(timeout=RECHECK_S)
-        if raw is None:  # a quiet spell (or the subscribe confirmation): ask the source of truth
+        item = await inbox.get(RECHECK_S)
+        if item is RESYNC:  # messages may be lost: the snapshot has the latest, else ask Postgres
+            item = await resnapshot()
+        if item is None:  # a quiet spell (or no snapshot to resync from): ask the source of truth
             export = await reload()
             if export is None or export.status in TERMINAL_STATUSES:
                 if export is not None:
                     await _send(socket, progress_from_row(export, last_seq))
                 return
             continue
-        message = _parse(raw)
-        if message is None or message.seq <= last_seq:
+        if item.seq <= last_seq:
             continue
-        await _send(socket, message)
-        last_seq = message.seq
-        if message.status in TERMINAL_STATUSES:
+        await _send(socket, item)
+        last_seq = item.seq
+        if item.status in TERMINAL_STATUSES:
             return
 
 
@@ -177,31 +158,42 @@ async def user_exports_socket(socket: WebSocket[Any, Any, Any]) -> None:
     user = await admit(socket)
     if user is None:
         return
-    redis: Redis = socket.app.state.redis
-    async with subscribed(redis, user_channel(user.id)) as pubsub:
-        async with socket.app.state.session_maker() as db:
-            active = (
-                await db.scalars(
-                    select(m.Export)
-                    .where(m.Export.user_id == user.id, m.Export.status.in_(ACTIVE))
-                    .order_by(m.Export.created_at.desc())
-                )
-            ).all()
+    fanout: Fanout = socket.app.state.fanout
+    async with fanout.subscribe(user_channel(user.id)) as inbox:
         last_seq: dict[str, int] = {}
-        for export in active:
-            snapshot = await read_snapshot(redis, export.id) or progress_from_row(export, 0)
+        await _catch_up(socket, user.id, last_seq)
+        await until_disconnect(socket, _follow_all(socket, inbox, user.id, last_seq))
+
+
+async def _catch_up(socket: WebSocket[Any, Any, Any], user_id: UUID, last_seq: dict[str, int]) -> None:
+    """Send the snapshot of every active export, and of every export already followed (it may have
+    ended unseen), when it is newer than what was sent; newest export first."""
+    redis: Redis = socket.app.state.redis
+    wanted = m.Export.status.in_(ACTIVE)
+    if last_seq:
+        wanted = or_(wanted, m.Export.id.in_([UUID(id_) for id_ in last_seq]))
+    async with socket.app.state.session_maker() as db:
+        exports = (
+            await db.scalars(
+                select(m.Export)
+                .where(m.Export.user_id == user_id, wanted)
+                .order_by(m.Export.created_at.desc())
+            )
+        ).all()
+    for export in exports:
+        snapshot = await read_snapshot(redis, export.id) or progress_from_row(export, 0)
+        if snapshot.seq > last_seq.get(snapshot.export_id, -1):
             await _send(socket, snapshot)
             last_seq[snapshot.export_id] = snapshot.seq
-        await until_disconnect(socket, _follow_all(socket, pubsub, last_seq))
 
 
-async def _follow_all(socket: WebSocket[Any, Any, Any], pubsub: PubSub, last_seq: dict[str, int]) -> None:
+async def _follow_all(
+    socket: WebSocket[Any, Any, Any], inbox: Inbox, user_id: UUID, last_seq: dict[str, int]
+) -> None:
     while True:
-        raw = await pubsub.get_message(timeout=None)
-        if raw is None:
-            continue
-        message = _parse(raw)
-        if message is None or message.seq <= last_seq.get(message.export_id, -1):
-            continue
-        await _send(socket, message)
-        last_seq[message.export_id] = message.seq
+        item = await inbox.get()
+        if item is RESYNC:
+            await _catch_up(socket, user_id, last_seq)
+        elif item is not None and item.seq > last_seq.get(item.export_id, -1):
+            await _send(socket, item)
+            last_seq[item.export_id] = item.seq

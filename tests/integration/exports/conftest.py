@@ -16,6 +16,7 @@ from saq.queue.redis import RedisQueue
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.domain.exports.fanout import client_name
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import Store, StoreSettings, new_key, open_store
@@ -147,3 +148,12 @@ def complete(sql: Sql, store: Store) -> Complete:
         return key
 
     return finish
+
+
+async def drop_fanout_connection(redis: Redis) -> None:
+    """Kill this process's progress fan-out connection (only it: other test runs may share Redis)."""
+    clients = await redis.client_list()
+    ids = [c["id"] for c in clients if c.get("name") == client_name()]
+    assert ids, "no fan-out connection to drop"
+    for id_ in ids:
+        await redis.client_kill_filter(_id=id_)

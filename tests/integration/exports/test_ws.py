@@ -20,7 +20,7 @@ from gpu_worker.contract import ExportStatus, Phase, ProgressMessage, export_cha
 from gpu_worker.progress import publish_progress
 from tests.fixtures.app import csrf_headers
 from tests.fixtures.live import Account, account, recv, rest_until_closed, serve_app
-from tests.integration.exports.conftest import Sql
+from tests.integration.exports.conftest import Sql, drop_fanout_connection
 
 
 @pytest.fixture
@@ -203,3 +203,16 @@ async def test_the_user_stream_snapshots_active_exports_then_forwards_every_expo
         (newer, 1, "processing"),
         (older, 2, "completed"),
     ]
+
+
+async def test_after_redis_drops_the_shared_subscription_a_socket_catches_up_from_the_snapshot(
+    live: str, owner: Account, video: str, redis: Redis
+) -> None:
+    export_id = await new_export(owner, video)
+    async with connect(ws_url(live, f"/ws/exports/{export_id}", owner)) as ws:
+        assert (await recv(ws))["seq"] == 0
+        await drop_fanout_connection(redis)
+        await progress(redis, owner, export_id, ExportStatus.PROCESSING, 40)  # nobody subscribed: lost
+        assert ((m := await recv(ws))["seq"], m["percent"]) == (1, 40)  # from the snapshot, on resync
+        await progress(redis, owner, export_id, ExportStatus.PROCESSING, 60)
+        assert (await recv(ws))["seq"] == 2
