@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from litestar.params import Dependency
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from backend.lib.settings import Settings
 from gpu_worker.store import Store
 
-SettingsDep = Annotated[Settings, Dependency(skip_validation=True)]
-StoreDep = Annotated[Store, Dependency(skip_validation=True)]
+SettingsDep = NamedDependency[SkipValidation[Settings]]
+StoreDep = NamedDependency[SkipValidation[Store]]

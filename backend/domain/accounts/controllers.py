@@ -6,8 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from backend.db import models as m
@@ -30,14 +31,22 @@ class AuthController(Controller):
 
     @post("/register", operation_id="register", status_code=201)
     async def register(
-        self, request: Request[Any, Any, Any], users: UserService, data: Credentials
+        self,
+        request: Request[Any, Any, Any],
+        users: NamedDependency[UserService],
+        data: JSONBody[Credentials],
     ) -> UserOut:
         user = await users.register(data.email, data.password)
         start_session(request, user)
         return users.to_schema(user, schema_type=UserOut)
 
     @post("/login", operation_id="login", status_code=HTTP_200_OK)
-    async def login(self, request: Request[Any, Any, Any], users: UserService, data: Credentials) -> UserOut:
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        users: NamedDependency[UserService],
+        data: JSONBody[Credentials],
+    ) -> UserOut:
         user = await users.authenticate(data.email, data.password)
         if user is None:
             raise NotAuthorizedException("wrong email or password")
@@ -49,7 +58,7 @@ class AuthController(Controller):
         request.clear_session()
 
     @get("/me", operation_id="me")
-    async def me(self, users: UserService, current_user: m.User) -> UserOut:
+    async def me(self, users: NamedDependency[UserService], current_user: NamedDependency[m.User]) -> UserOut:
         return users.to_schema(current_user, schema_type=UserOut)
 
 
@@ -59,18 +68,28 @@ class TokenController(Controller):
     dependencies = {"tokens": Provide(provide_token_service)}
 
     @get("/", operation_id="listTokens")
-    async def list_tokens(self, tokens: ApiTokenService, current_user: m.User) -> list[TokenOut]:
+    async def list_tokens(
+        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User]
+    ) -> list[TokenOut]:
         rows = await tokens.list_for(current_user.id)
         return [tokens.to_schema(row, schema_type=TokenOut) for row in rows]
 
     @post("/", operation_id="createToken", status_code=201)
     async def create_token(
-        self, tokens: ApiTokenService, current_user: m.User, data: TokenCreate
+        self,
+        tokens: NamedDependency[ApiTokenService],
+        current_user: NamedDependency[m.User],
+        data: JSONBody[TokenCreate],
     ) -> TokenCreated:
         value, row = await tokens.issue(current_user.id, data.name)
         out = tokens.to_schema(row, schema_type=TokenOut)
         return TokenCreated(**{f: getattr(out, f) for f in out.__struct_fields__}, token=value)
 
     @delete("/{token_id:uuid}", operation_id="revokeToken", status_code=HTTP_204_NO_CONTENT)
-    async def revoke_token(self, tokens: ApiTokenService, current_user: m.User, token_id: UUID) -> None:
+    async def revoke_token(
+        self,
+        tokens: NamedDependency[ApiTokenService],
+        current_user: NamedDependency[m.User],
+        token_id: FromPath[UUID],
+    ) -> None:
         await tokens.revoke(current_user.id, token_id)

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from backend.domain.accounts.controllers import start_session
@@ -45,12 +45,12 @@ class AccountPages(Controller):
         return Redirect("/videos" if request.user else "/login")
 
     @get("/login")
-    async def login_form(self, next: str | None = None) -> Template:
+    async def login_form(self, next: FromQuery[str | None] = None) -> Template:
         return Template("login.html", context={"next": _safe_next(next), "mode": "login"})
 
     @post("/login")
     async def login(
-        self, request: Request[Any, Any, Any], users: UserService, data: Form
+        self, request: Request[Any, Any, Any], users: NamedDependency[UserService], data: Form
     ) -> Template | Redirect:
         creds = _credentials(data)
         user = None if isinstance(creds, str) else await users.authenticate(creds.email, creds.password)
@@ -71,7 +71,7 @@ class AccountPages(Controller):
 
     @post("/register")
     async def register(
-        self, request: Request[Any, Any, Any], users: UserService, data: Form
+        self, request: Request[Any, Any, Any], users: NamedDependency[UserService], data: Form
     ) -> Template | Redirect:
         creds = _credentials(data)
         if isinstance(creds, str):

@@ -14,10 +14,10 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Dependency, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter, SkipValidation
 from litestar.response import Redirect, Stream
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -44,8 +44,8 @@ from backend.lib.exceptions import PROBLEM_JSON
 from gpu_worker.contract import ExportStatus
 from gpu_worker.store import LocalStore, Store, content_disposition
 
-QueueDep = Annotated[Queue, Dependency(skip_validation=True)]
-RedisDep = Annotated[Redis, Dependency(skip_validation=True)]
+QueueDep = NamedDependency[SkipValidation[Queue]]
+RedisDep = NamedDependency[SkipValidation[Redis]]
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -174,17 +174,17 @@ class ExportController(Controller):
     )
     async def request_export(
         self,
-        exports: ExportService,
-        current_user: m.User,
-        video_id: UUID,
-        data: ExportCreate,
+        exports: NamedDependency[ExportService],
+        current_user: NamedDependency[m.User],
+        video_id: FromPath[UUID],
+        data: JSONBody[ExportCreate],
         queue: QueueDep,
         redis: RedisDep,
         settings: SettingsDep,
         idempotency_key: Annotated[
             str | None,
-            Parameter(
-                header="Idempotency-Key",
+            HeaderParameter(
+                name="Idempotency-Key",
                 description="any string you choose per logical request, e.g. a UUID",
                 schema_extra={"minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
             ),
@@ -203,10 +203,10 @@ class ExportController(Controller):
     @get("/exports", operation_id="listExports", description="History, newest first, in keyset pages.")
     async def list_exports(
         self,
-        exports: ExportService,
-        current_user: m.User,
-        status: ExportStatus | None = None,
-        video_id: UUID | None = None,
+        exports: NamedDependency[ExportService],
+        current_user: NamedDependency[m.User],
+        status: FromQuery[ExportStatus | None] = None,
+        video_id: FromQuery[UUID | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> ExportPage:
@@ -216,7 +216,12 @@ class ExportController(Controller):
         return ExportPage(items=[export_out(e) for e in rows], limit=limit, next_cursor=next_cursor)
 
     @get("/exports/{export_id:uuid}", operation_id="getExport", responses={404: NOT_FOUND})
-    async def get_export(self, exports: ExportService, current_user: m.User, export_id: UUID) -> ExportOut:
+    async def get_export(
+        self,
+        exports: NamedDependency[ExportService],
+        current_user: NamedDependency[m.User],
+        export_id: FromPath[UUID],
+    ) -> ExportOut:
         return export_out(await exports.get_owned(current_user.id, export_id))
 
     @get(
@@ -236,9 +241,9 @@ class ExportController(Controller):
     async def download_export(
         self,
         request: Request[Any, Any, Any],
-        exports: ExportService,
-        current_user: m.User,
-        export_id: UUID,
+        exports: NamedDependency[ExportService],
+        current_user: NamedDependency[m.User],
+        export_id: FromPath[UUID],
         store: StoreDep,
     ) -> Response[Any]:
         export = await exports.get_owned(current_user.id, export_id)
@@ -258,9 +263,9 @@ class ExportController(Controller):
     )
     async def delete_export(
         self,
-        exports: ExportService,
-        current_user: m.User,
-        export_id: UUID,
+        exports: NamedDependency[ExportService],
+        current_user: NamedDependency[m.User],
+        export_id: FromPath[UUID],
         store: StoreDep,
         queue: QueueDep,
         redis: RedisDep,
@@ -286,10 +291,10 @@ class SignedFileController(Controller):
         self,
         request: Request[Any, Any, Any],
         store: StoreDep,
-        key: str,
-        exp: str,
-        name: str,
-        sig: str,
+        key: FromPath[str],
+        exp: FromQuery[str],
+        name: FromQuery[str],
+        sig: FromQuery[str],
     ) -> Stream:
         key = key.lstrip("/")
         if not isinstance(store, LocalStore) or not store.verify_download(key, exp, name, sig):

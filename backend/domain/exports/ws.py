@@ -25,6 +25,7 @@ from uuid import UUID
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath
 from litestar.status_codes import WS_1000_NORMAL_CLOSURE
 from redis.asyncio import Redis
 from sqlalchemy import or_, select
@@ -99,7 +100,7 @@ async def _load(socket: WebSocket[Any, Any, Any], user_id: UUID, export_id: UUID
 
 
 @websocket("/ws/exports/{export_id:uuid}")
-async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: UUID) -> None:
+async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: FromPath[UUID]) -> None:
     """One export: snapshot, then live JSON `ProgressMessage`s, closed (1000) after a terminal one."""
     user = await admit(socket)
     if user is None:

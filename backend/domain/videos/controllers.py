@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from backend.db import models as m
@@ -46,8 +46,8 @@ class VideoController(Controller):
     async def upload(
         self,
         request: Request[Any, Any, Any],
-        videos: VideoService,
-        current_user: m.User,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
         settings: SettingsDep,
         store: StoreDep,
     ) -> VideoOut:
@@ -57,8 +57,8 @@ class VideoController(Controller):
     @get("/", operation_id="listVideos")
     async def list_videos(
         self,
-        videos: VideoService,
-        current_user: m.User,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> Page:
@@ -67,11 +67,20 @@ class VideoController(Controller):
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @get("/{video_id:uuid}", operation_id="getVideo")
-    async def get_video(self, videos: VideoService, current_user: m.User, video_id: UUID) -> VideoOut:
+    async def get_video(
+        self,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
+        video_id: FromPath[UUID],
+    ) -> VideoOut:
         return videos.to_schema(await videos.get_owned(current_user.id, video_id), schema_type=VideoOut)
 
     @delete("/{video_id:uuid}", operation_id="deleteVideo", status_code=HTTP_204_NO_CONTENT)
     async def delete_video(
-        self, videos: VideoService, current_user: m.User, video_id: UUID, store: StoreDep
+        self,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
+        video_id: FromPath[UUID],
+        store: StoreDep,
     ) -> None:
         await videos.remove(current_user.id, video_id, store)

@@ -6,7 +6,8 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from backend.db import models as m
@@ -23,7 +24,12 @@ class VideoPages(Controller):
     dependencies = {"videos": Provide(provide_video_service)}
 
     @get("/videos")
-    async def list_page(self, videos: VideoService, current_user: m.User, page: int = 1) -> Template:
+    async def list_page(
+        self,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
+        page: FromQuery[int] = 1,
+    ) -> Template:
         page = max(page, 1)
         rows, total = await videos.page(current_user.id, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         return Template(
@@ -41,8 +47,8 @@ class VideoPages(Controller):
     async def upload(
         self,
         request: Request[Any, Any, Any],
-        videos: VideoService,
-        current_user: m.User,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
         settings: SettingsDep,
         store: StoreDep,
     ) -> Template:
@@ -51,6 +57,11 @@ class VideoPages(Controller):
         return Template("partials/video_row.html", context={"v": video}, status_code=201)
 
     @get("/videos/{video_id:uuid}")
-    async def detail(self, videos: VideoService, current_user: m.User, video_id: UUID) -> Template:
+    async def detail(
+        self,
+        videos: NamedDependency[VideoService],
+        current_user: NamedDependency[m.User],
+        video_id: FromPath[UUID],
+    ) -> Template:
         video = await videos.get_owned(current_user.id, video_id)
         return Template("video.html", context={"user": current_user, "v": video})
