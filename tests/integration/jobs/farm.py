@@ -29,6 +29,7 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.store import Store, StoreSettings, new_key, open_store
 from gpu_worker.tasks.enqueue import enqueue_export
 from gpu_worker.worker import build_worker
+from tests.fixtures.app import worker_settings
 
 WORKER_RUN_TIMEOUT_S = 60
 
@@ -153,14 +154,8 @@ async def messages_until_terminal(pubsub: PubSub) -> list[ProgressMessage]:
 async def open_farm(
     root: Path, database_url: str, redis_url: str, db: AsyncEngine, storage: StoreSettings
 ) -> AsyncIterator[Farm]:
-    settings = WorkerSettings(
-        data_dir=root,
-        secret_key="test-secret-key-" + "x" * 32,
-        database_url=database_url,
-        redis_url=redis_url,
-        storage=storage,
-        scratch_dir=root / "scratch",
-        queue_name=f"test-{uuid.uuid4().hex[:12]}",
+    settings = worker_settings(
+        root, database_url, redis_url, storage, queue_name=f"test-{uuid.uuid4().hex[:12]}"
     )
     queue = RedisQueue.from_url(redis_url, name=settings.queue_name)
     farm = Farm(settings, db, open_store(storage), queue, Redis.from_url(redis_url))

@@ -70,6 +70,18 @@ def serve(tmp_path: Path) -> Iterator[object]:
             proc.wait()
 
 
+def send_credentials(base: str, path: str) -> int:
+    """POST the test account's credentials the way a browser does (CSRF cookie echoed in the header)."""
+    with httpx.Client(base_url=base) as c:
+        c.get("/login")
+        r = c.post(
+            path,
+            json={"email": "first@example.com", "password": PASSWORD},
+            headers={"x-csrftoken": c.cookies["csrftoken"]},
+        )
+        return r.status_code
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGINT)
     return proc.wait(STOP_TIMEOUT_S)
@@ -84,27 +96,13 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(serve, tmp_
     assert (data / "redis" / "redis.sock").exists()
     assert len(processes_mentioning(data)) >= 2  # postgres and redis-server are running for us
 
-    with httpx.Client(base_url=base) as c:
-        c.get("/login")
-        r = c.post(
-            "/api/auth/register",
-            json={"email": "first@example.com", "password": PASSWORD},
-            headers={"x-csrftoken": c.cookies["csrftoken"]},
-        )
-        assert r.status_code == 201
+    assert send_credentials(base, "/api/auth/register") == 201
 
     assert stop(proc) == 0
     assert processes_mentioning(data) == []
 
     base, proc = serve()
     wait_ready(base, proc)
-    with httpx.Client(base_url=base) as c:
-        c.get("/login")
-        r = c.post(
-            "/api/auth/login",
-            json={"email": "first@example.com", "password": PASSWORD},
-            headers={"x-csrftoken": c.cookies["csrftoken"]},
-        )
-        assert r.status_code == 200
+    assert send_credentials(base, "/api/auth/login") == 200
     assert stop(proc) == 0
     assert processes_mentioning(data) == []
