@@ -50,6 +50,7 @@ class Export(UUIDv7AuditBase):
     encoder_used: Mapped[str | None] = mapped_column(String(64), default=None)
     fallback_reason: Mapped[str | None] = mapped_column(Text, default=None)
     worker_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    queue_name: Mapped[str | None] = mapped_column(String(128), default=None)
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -11,13 +11,15 @@ if TYPE_CHECKING:
 
 
 class User(UUIDv7AuditBase):
-    """An account; `email` is stored lower-cased so uniqueness is case-insensitive."""
+    """An account; `email` is stored lower-cased so uniqueness is case-insensitive. Operators see the
+    render farm (workers, metrics details) and every user's exports."""
 
     __tablename__ = "users"
 
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )

@@ -23,6 +23,7 @@ class Video(UUIDv7AuditBase):
     user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     original_filename: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(512), default=None)
     content_type: Mapped[str | None] = mapped_column(String(100), default=None)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
