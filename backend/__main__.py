@@ -5,22 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
-import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import click
 
+from backend.domain.farm.cli import workers_command
 from backend.lib.settings import Settings
 from gpu_worker.cli import gpu_info_command, render_command
+from gpu_worker.logs import LOG_FORMATS, LogFormat, configure_logging, parse_log_format
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(settings: Settings, log_format: str | None = None) -> LogFormat:
+    """Text or JSON lines on stderr (`--log-format`, else LOG_FORMAT); returns the format used."""
+    chosen = parse_log_format(log_format) if log_format else settings.core.log_format
+    configure_logging(chosen, debug=settings.debug)
+    return chosen
+
+
+LOG_FORMAT_OPTION = click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="text, or one JSON object per line with export_id/worker_id/attempt (default LOG_FORMAT or text).",
+)
 
 
 @contextlib.contextmanager
@@ -50,15 +61,17 @@ def main() -> None:
 @click.option("--host", default=None, help="Bind address (default HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default PORT or 8000).")
 @click.option("--no-worker", is_flag=True, help="Do not run the in-process export worker.")
-def serve(host: str | None, port: int | None, no_worker: bool) -> None:
+@LOG_FORMAT_OPTION
+def serve(host: str | None, port: int | None, no_worker: bool, log_format: str | None) -> None:
     """Run the API (and one in-process worker), starting embedded Postgres/Redis when no URLs are set."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from backend.server.asgi import create_app
     from gpu_worker.worker import build_worker
 
     settings = Settings.from_env()
-    _setup_logging(settings.debug)
+    chosen = _setup_logging(settings, log_format)
     with services(settings) as ready:
         _migrate(ready)
         app = create_app(ready)
@@ -68,7 +81,13 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
         gc.freeze()
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host or ready.host, port=port or ready.port, log_level="info", lifespan="on"
+                app,
+                host=host or ready.host,
+                port=port or ready.port,
+                log_level="info",
+                lifespan="on",
+                # uvicorn's own handlers print text; without them its records reach the JSON formatter.
+                log_config=None if chosen == "json" else LOGGING_CONFIG,
             )
         )
 
@@ -96,7 +115,8 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
     "--encoder",
     type=click.Choice(["auto", "cpu", "gpu"]),
     default=None,
-    help="auto: each job's choice; cpu: never touch a GPU; gpu: refuse to start without NVENC "
+    help="auto: a GPU worker (GPU queue, each job's choice) when NVENC works here, else a CPU worker; "
+    "cpu: never touch a GPU (CPU queue); gpu: refuse to start without NVENC "
     "(default VEXPORT_ENCODER or auto).",
 )
 @click.option(
@@ -107,19 +127,51 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
     help="Render on this CUDA device only (default VEXPORT_GPU).",
 )
 @click.option(
-    "--queue", "queue_name", default=None, help="Queue to take jobs from (default QUEUE_NAME or exports)."
+    "--queue",
+    "queue_name",
+    default=None,
+    help="Queue to take jobs from (default: GPU_QUEUE_NAME for a GPU worker, CPU_QUEUE_NAME otherwise).",
 )
+@click.option(
+    "--nvenc-sessions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="GPU renders at once; more jobs wait for a session (default NVENC_SESSIONS or 2).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus /metrics and /health on this port (default METRICS_PORT; unset: none).",
+)
+@LOG_FORMAT_OPTION
 def worker(
-    concurrency: int | None, encoder: str | None, gpu_index: int | None, queue_name: str | None
+    concurrency: int | None,
+    encoder: str | None,
+    gpu_index: int | None,
+    queue_name: str | None,
+    nvenc_sessions: int | None,
+    metrics_port: int | None,
+    log_format: str | None,
 ) -> None:
-    """Run a render worker against REDIS_URL/DATABASE_URL (embedded ones when unset)."""
+    """Run a render worker against REDIS_URL/DATABASE_URL (embedded ones when unset).
+
+    SIGTERM or Ctrl-C drains it, as `vexport workers drain ID` does from anywhere: no new jobs, the
+    running ones get DRAIN_GRACE_S to finish (the rest go back to the queue), then it exits 0."""
     from dataclasses import replace
 
+    from gpu_worker.drain import drain
     from gpu_worker.worker import build_worker
 
     settings = Settings.from_env()
-    _setup_logging(settings.debug)
-    overrides = {"encoder": encoder, "gpu_index": gpu_index, "queue_name": queue_name}
+    _setup_logging(settings, log_format)
+    overrides = {
+        "encoder": encoder,
+        "gpu_index": gpu_index,
+        "worker_queue": queue_name,
+        "nvenc_sessions": nvenc_sessions,
+        "metrics_port": metrics_port,
+    }
     with services(settings) as ready:
         core = replace(ready.core, **{k: v for k, v in overrides.items() if v is not None})
         w = build_worker(core, concurrency=concurrency)
@@ -135,8 +187,11 @@ def worker(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             task = asyncio.create_task(w.start())
-            await stop.wait()
-            await w.stop()
+            stopping = asyncio.create_task(stop.wait())
+            # A signal, or the worker stopped by itself (a remote drain, a failed start-up).
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            await drain(w, core.drain_grace_s)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -147,16 +202,16 @@ def worker(
 def migrate() -> None:
     """Apply database migrations (Alembic) up to the newest."""
     settings = Settings.from_env()
-    _setup_logging(settings.debug)
+    _setup_logging(settings)
     with services(settings) as ready:
         _migrate(ready)
     click.echo("database is up to date")
 
 
-async def _create_user(settings: Settings, email: str, password: str, token_name: str | None) -> str | None:
+@contextlib.asynccontextmanager
+async def _db_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """One database session for a command, its engine disposed afterwards."""
     from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
-
-    from backend.domain.accounts.services import ApiTokenService, UserService
 
     config = SQLAlchemyAsyncConfig(
         connection_string=settings.core.async_database_url,
@@ -164,14 +219,23 @@ async def _create_user(settings: Settings, email: str, password: str, token_name
     )
     try:
         async with config.get_session() as db:
-            user = await UserService(session=db).register(email, password)
-            token = None
-            if token_name:
-                token, _ = await ApiTokenService(session=db).issue(user.id, token_name)
-            await db.commit()
-            return token
+            yield db
     finally:
         await config.get_engine().dispose()
+
+
+async def _create_user(
+    settings: Settings, email: str, password: str, token_name: str | None, operator: bool
+) -> str | None:
+    from backend.domain.accounts.services import ApiTokenService, UserService
+
+    async with _db_session(settings) as db:
+        user = await UserService(session=db).register(email, password, operator=operator)
+        token = None
+        if token_name:
+            token, _ = await ApiTokenService(session=db).issue(user.id, token_name)
+        await db.commit()
+        return token
 
 
 @main.command("create-user")
@@ -186,7 +250,8 @@ async def _create_user(settings: Settings, email: str, password: str, token_name
 @click.option(
     "--token", "token_name", default=None, help="Also issue an API token with this name and print it."
 )
-def create_user(email: str, password: str, token_name: str | None) -> None:
+@click.option("--operator", is_flag=True, help="Give the account the operator role (see grant-operator).")
+def create_user(email: str, password: str, token_name: str | None, operator: bool) -> None:
     """Create an account (and optionally an API token for scripts)."""
     import msgspec
 
@@ -201,14 +266,41 @@ def create_user(email: str, password: str, token_name: str | None) -> None:
     with services(settings) as ready:
         _migrate(ready)
         try:
-            token = asyncio.run(_create_user(ready, email, password, token_name))
+            token = asyncio.run(_create_user(ready, email, password, token_name, operator))
         except EmailTakenError as exc:
             raise click.ClickException(exc.detail) from exc
-    click.echo(f"created {email.strip().lower()}")
+    click.echo(f"created {email.strip().lower()}" + (" (operator)" if operator else ""))
     if token:
         click.echo(f"API token (shown once): {token}")
 
 
+async def _set_operator(settings: Settings, email: str, operator: bool) -> None:
+    from backend.domain.accounts.services import UserService
+
+    async with _db_session(settings) as db:
+        await UserService(session=db).set_operator(email, operator)
+        await db.commit()
+
+
+@main.command("grant-operator")
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Take the operator role away instead.")
+def grant_operator(email: str, revoke: bool) -> None:
+    """Give an account the operator role: the workers page and API, metrics details, every user's exports."""
+    from advanced_alchemy.exceptions import NotFoundError
+
+    settings = Settings.from_env()
+    with services(settings) as ready:
+        _migrate(ready)
+        try:
+            asyncio.run(_set_operator(ready, email, not revoke))
+        except NotFoundError as exc:
+            raise click.ClickException(str(exc.detail)) from exc
+    verb = "is no longer" if revoke else "is now"
+    click.echo(f"{email.strip().lower()} {verb} an operator")
+
+
+main.add_command(workers_command, "workers")
 main.add_command(render_command, "render")
 main.add_command(gpu_info_command, "gpu-info")
 

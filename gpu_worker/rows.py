@@ -37,6 +37,8 @@ class Claim:
     request: dict[str, Any] | None
     """segments["request"] as the API stored it (None if absent)."""
     encoder_requested: str
+    routed_reason: str | None = None
+    """Why routing sent the export to the CPU queue (the row's fallback_reason before the render)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,17 @@ class IdleExport:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingExport:
+    """A pending export on one queue, for re-routing; `waited_s` counts from its last write."""
+
+    export_id: UUID
+    attempt: int
+    codec: str
+    encoder_requested: str
+    waited_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClipRecord:
     """One clip of a clips-mode export, stored under segments["clips"]."""
 
@@ -78,7 +91,8 @@ _CLAIM = text(
        SET status = 'processing', attempt = attempt + 1, worker_id = :worker_id,
            started_at = now(), phase = :phase, progress = 0, error = NULL, updated_at = now()
      WHERE id = :id AND status = 'pending'
-    RETURNING attempt, user_id, video_id, segments, encoder_requested
+       AND (queue_name IS NULL OR queue_name = COALESCE(CAST(:queue AS varchar), queue_name))
+    RETURNING attempt, user_id, video_id, segments, encoder_requested, fallback_reason
     """
 ).columns(segments=JSONB)
 
@@ -127,8 +141,26 @@ _IDLE = text(
     SELECT id, user_id, attempt, EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
       FROM exports
      WHERE status = CAST(:status AS export_status) AND updated_at <= now() - make_interval(secs => :idle_s)
+       AND (CAST(:queue AS varchar) IS NULL OR queue_name = :queue OR (:unrouted AND queue_name IS NULL))
      ORDER BY updated_at
      LIMIT :limit
+    """
+)
+
+_WAITING = text(
+    """
+    SELECT id, attempt, codec, encoder_requested, EXTRACT(EPOCH FROM now() - updated_at)::float8 AS waited_s
+      FROM exports
+     WHERE status = 'pending' AND queue_name = :queue
+     ORDER BY updated_at
+     LIMIT :limit
+    """
+)
+
+_REROUTE = text(
+    """
+    UPDATE exports SET queue_name = :to_queue, fallback_reason = :reason, updated_at = now()
+     WHERE id = :id AND attempt = :attempt AND status = 'pending' AND queue_name = :from_queue
     """
 )
 
@@ -147,9 +179,11 @@ class ExportRows:
     async def aclose(self) -> None:
         await self._engine.dispose()
 
-    async def claim(self, export_id: UUID, worker_id: str) -> Claim | None:
-        """pending -> processing with attempt + 1; None when the export is not pending (any more)."""
-        params = {"id": export_id, "worker_id": worker_id, "phase": Phase.DOWNLOADING.value}
+    async def claim(self, export_id: UUID, worker_id: str, queue: str | None = None) -> Claim | None:
+        """pending -> processing with attempt + 1; None when the export is not pending (any more),
+        or was routed to another queue than `queue`, the one the job came from (rows routed before
+        queues existed have none and match any)."""
+        params = {"id": export_id, "worker_id": worker_id, "phase": Phase.DOWNLOADING.value, "queue": queue}
         async with self._engine.begin() as conn:
             row = (await conn.execute(_CLAIM, params)).one_or_none()
         if row is None:
@@ -162,6 +196,7 @@ class ExportRows:
             video_id=row.video_id,
             request=segments.get("request"),
             encoder_requested=row.encoder_requested,
+            routed_reason=row.fallback_reason,
         )
 
     async def load_video(self, video_id: UUID) -> SourceVideo | None:
@@ -231,12 +266,42 @@ class ExportRows:
             row = (await conn.execute(_STATUS, {"id": export_id})).one_or_none()
         return None if row is None else RowState(ExportStatus(row.status), row.attempt)
 
-    async def idle(self, status: ExportStatus, *, idle_s: float = 0.0, limit: int = 100) -> list[IdleExport]:
-        """Exports in `status` whose row was last written at least `idle_s` seconds ago, oldest first."""
-        params = {"status": status.value, "idle_s": float(idle_s), "limit": limit}
+    async def idle(
+        self,
+        status: ExportStatus,
+        *,
+        idle_s: float = 0.0,
+        limit: int = 100,
+        queue: str | None = None,
+        unrouted: bool = True,
+    ) -> list[IdleExport]:
+        """Exports in `status` whose row was last written at least `idle_s` seconds ago, oldest first;
+        with `queue`, only those routed there (and, if `unrouted`, those routed nowhere)."""
+        params = {
+            "status": status.value,
+            "idle_s": float(idle_s),
+            "limit": limit,
+            "queue": queue,
+            "unrouted": unrouted,
+        }
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_IDLE, params)).all()
         return [IdleExport(r.id, r.user_id, r.attempt, r.idle_s) for r in rows]
+
+    async def waiting(self, queue: str, *, limit: int = 100) -> list[WaitingExport]:
+        """Pending exports routed to `queue`, longest waiting first."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_WAITING, {"queue": queue, "limit": limit})).all()
+        return [WaitingExport(r.id, r.attempt, r.codec, r.encoder_requested, r.waited_s) for r in rows]
+
+    async def reroute(
+        self, export_id: UUID, attempt: int, from_queue: str, to_queue: str, reason: str
+    ) -> bool:
+        """Move a pending export to another queue, recording why; False when it was claimed (or
+        moved, or cancelled) meanwhile. Claims check the queue, so a late one on `from_queue` fails."""
+        return await self._write(
+            _REROUTE, id=export_id, attempt=attempt, from_queue=from_queue, to_queue=to_queue, reason=reason
+        )
 
     async def _write(self, statement: TextClause, **params: Any) -> bool:
         async with self._engine.begin() as conn:

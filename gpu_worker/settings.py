@@ -14,6 +14,7 @@ from pathlib import Path
 
 from croniter import croniter
 
+from gpu_worker.logs import LogFormat, parse_log_format
 from gpu_worker.store import StoreSettings
 
 MiB = 1024 * 1024
@@ -22,6 +23,20 @@ STALE_AFTER_S = 600.0
 """A 'processing' row not written for this long is a dead attempt (a live one writes every 15 s)."""
 PENDING_GRACE_S = 120.0
 """A 'pending' row with no queued or running job is re-enqueued once it is this old."""
+GPU_WAIT_S = 300.0
+"""How long an export that asked for `gpu` waits on the GPU queue before it moves to the CPU queue."""
+BREAKER_FAILURES = 3
+BREAKER_WINDOW_S = 300.0
+BREAKER_COOLDOWN_S = 120.0
+"""A GPU with BREAKER_FAILURES NVENC/NVDEC failures within BREAKER_WINDOW_S rests this long."""
+NVENC_SESSIONS = 2
+"""Concurrent GPU renders per worker process: GeForce cards cap NVENC sessions per system."""
+WORKER_HEARTBEAT_S = 5.0
+WORKER_TTL_S = 15.0
+"""Each worker writes its registry entry every WORKER_HEARTBEAT_S; it expires after WORKER_TTL_S."""
+DRAIN_GRACE_S = 60.0
+"""A draining worker (SIGTERM or `vexport workers drain`) lets its renders finish for this long,
+then hands the unfinished ones back to the queue."""
 
 
 def env_bool(value: str | None, default: bool) -> bool:
@@ -45,6 +60,14 @@ def persistent_secret(data_dir: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
+    """Queues: exports are routed to a GPU queue or a CPU queue. QUEUE_NAME (default `exports`) names
+    the CPU queue and prefixes the GPU queue (`{QUEUE_NAME}-gpu`), so one variable still isolates a
+    deployment and jobs queued before routing existed stay on the queue CPU workers take;
+    GPU_QUEUE_NAME / CPU_QUEUE_NAME override either name. A worker takes the GPU queue when it is a
+    GPU worker (`--encoder gpu`, or auto and its probe found a working NVENC) and the CPU queue
+    otherwise; `worker_queue` (`vexport worker --queue`) overrides that choice.
+    """
+
     data_dir: Path
     secret_key: str
     database_url: str | None
@@ -58,6 +81,19 @@ class WorkerSettings:
     reconcile_cron: str = RECONCILE_CRON
     stale_after_s: float = STALE_AFTER_S
     pending_grace_s: float = PENDING_GRACE_S
+    gpu_queue: str | None = None
+    cpu_queue: str | None = None
+    worker_queue: str | None = None
+    gpu_wait_s: float = GPU_WAIT_S
+    breaker_failures: int = BREAKER_FAILURES
+    breaker_window_s: float = BREAKER_WINDOW_S
+    breaker_cooldown_s: float = BREAKER_COOLDOWN_S
+    nvenc_sessions: int = NVENC_SESSIONS
+    metrics_port: int | None = None
+    log_format: LogFormat = "text"
+    heartbeat_s: float = WORKER_HEARTBEAT_S
+    worker_ttl_s: float = WORKER_TTL_S
+    drain_grace_s: float = DRAIN_GRACE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -97,7 +133,35 @@ class WorkerSettings:
             reconcile_cron=reconcile_cron,
             stale_after_s=float(env.get("STALE_AFTER_S") or STALE_AFTER_S),
             pending_grace_s=float(env.get("PENDING_GRACE_S") or PENDING_GRACE_S),
+            gpu_queue=env.get("GPU_QUEUE_NAME") or None,
+            cpu_queue=env.get("CPU_QUEUE_NAME") or None,
+            gpu_wait_s=float(env.get("GPU_WAIT_S") or GPU_WAIT_S),
+            breaker_failures=int(env.get("BREAKER_FAILURES") or BREAKER_FAILURES),
+            breaker_window_s=float(env.get("BREAKER_WINDOW_S") or BREAKER_WINDOW_S),
+            breaker_cooldown_s=float(env.get("BREAKER_COOLDOWN_S") or BREAKER_COOLDOWN_S),
+            nvenc_sessions=int(env.get("NVENC_SESSIONS") or NVENC_SESSIONS),
+            metrics_port=int(port) if (port := env.get("METRICS_PORT")) else None,
+            log_format=parse_log_format(env.get("LOG_FORMAT") or "text"),
+            heartbeat_s=float(env.get("WORKER_HEARTBEAT_S") or WORKER_HEARTBEAT_S),
+            worker_ttl_s=float(env.get("WORKER_TTL_S") or WORKER_TTL_S),
+            drain_grace_s=float(env.get("DRAIN_GRACE_S") or DRAIN_GRACE_S),
         )
+
+    def __post_init__(self) -> None:
+        if self.gpu_queue_name == self.cpu_queue_name:
+            raise ValueError(f"the GPU and CPU queues must differ (both {self.cpu_queue_name!r})")
+        if self.nvenc_sessions < 1 or self.breaker_failures < 1:
+            raise ValueError("NVENC_SESSIONS and BREAKER_FAILURES must be at least 1")
+        if not 0 < self.heartbeat_s < self.worker_ttl_s:
+            raise ValueError("WORKER_HEARTBEAT_S must be positive and below WORKER_TTL_S")
+
+    @property
+    def gpu_queue_name(self) -> str:
+        return self.gpu_queue or f"{self.queue_name}-gpu"
+
+    @property
+    def cpu_queue_name(self) -> str:
+        return self.cpu_queue or self.queue_name
 
     def with_services(self, database_url: str, redis_url: str) -> WorkerSettings:
         return replace(self, database_url=database_url, redis_url=redis_url)

@@ -4,6 +4,8 @@ and a marker for the tests that expect no GPU at all.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from av.container import OutputContainer
 
@@ -11,6 +13,7 @@ from gpu_worker.encoders.base import DecodedFrame, VideoTarget
 from gpu_worker.encoders.cpu import CpuBackend, CpuEncoder
 from gpu_worker.encoders.nvenc import GpuBackendError
 from gpu_worker.encoders.probe import CodecSupport, GpuInfo, GpuReport, probe_gpus
+from gpu_worker.registry import VERSION, WorkerInfo, gpu_summaries
 
 OK = CodecSupport(True)
 L4 = GpuInfo(
@@ -52,6 +55,31 @@ class FailingGpuBackend(CpuBackend):
 
     def open_encoder(self, output: OutputContainer, target: VideoTarget) -> FailingEncoder:  # type: ignore[override]
         return FailingEncoder(super().open_encoder(output, target), fail_after=10)
+
+
+def l4_worker(worker_id: str, queue: str, *, healthy: bool = True, draining: bool = False) -> WorkerInfo:
+    """The heartbeat of a live GPU worker on an L4 that takes `queue`, as the registry holds it."""
+    now = time.time()
+    return WorkerInfo(
+        id=worker_id,
+        host="gpu-box",
+        pid=1,
+        version=VERSION,
+        started_at=now,
+        last_seen=now,
+        queues=[queue],
+        kind="gpu",
+        gpu_index=0,
+        gpus=gpu_summaries(L4_REPORT),
+        healthy=healthy,
+        breaker=None,
+        current=[],
+        jobs_done=0,
+        jobs_failed=0,
+        draining=draining,
+        concurrency=1,
+        nvenc_sessions=2,
+    )
 
 
 # For tests that use the real probe and describe a machine without the NVIDIA driver (like CI).

@@ -98,6 +98,20 @@ def select_backend(
     return replace(cpu, fallback_reason=reason)
 
 
+def instead_on_cpu(selection: Selection, reason: str) -> Selection:
+    """The CPU render of a GPU selection whose GPU may not be used now (its circuit is open);
+    raises when the job demanded the GPU."""
+    if selection.strict:
+        raise GpuUnavailableError(reason)
+    return Selection(
+        "cpu",
+        selection.codec,
+        selection.encoder_requested,
+        cpu_encoder_name(selection.codec),
+        fallback_reason=reason,
+    )
+
+
 def after_gpu_failure(selection: Selection, error: GpuBackendError) -> Selection:
     """The CPU re-run after the GPU path failed mid-render; raises when the job demanded the GPU."""
     if selection.device != "gpu":

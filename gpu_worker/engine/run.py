@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gpu_worker.breaker import CircuitBreaker, NvencSessions
 from gpu_worker.contract import EncoderChoice, RenderRequest
 from gpu_worker.encoders.base import Backend
 from gpu_worker.encoders.nvenc import GpuBackendError
 from gpu_worker.encoders.probe import GpuReport, probe_gpus
-from gpu_worker.encoders.select import Selection, after_gpu_failure, select_backend
+from gpu_worker.encoders.select import Selection, after_gpu_failure, instead_on_cpu, select_backend
 from gpu_worker.engine.pipeline import RenderResult, render
 from gpu_worker.engine.progress import ProgressCallback
 
@@ -47,12 +48,16 @@ def run_render(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     build_backend: BackendFactory = Selection.backend,
+    breaker: CircuitBreaker | None = None,
+    sessions: NvencSessions | None = None,
 ) -> RenderOutcome:
     """Render on the backend `choice` selects; a `GpuBackendError` re-renders from the start on the CPU.
 
     `report` defaults to this process's GPU probe, which a CPU choice never needs (probing opens
     NVENC sessions, which takes seconds on a GPU machine). `build_backend` turns a selection into
-    a backend (tests inject a failing GPU here). Raises `GpuUnavailableError` when a strict GPU
+    a backend (tests inject a failing GPU here). A worker passes its GPU's `breaker` (an open
+    circuit sends the render to the CPU; GPU failures are counted) and its NVENC `sessions` (a GPU
+    render waits for a free one). Raises `GpuUnavailableError` when a strict GPU
     job cannot run on the GPU, and whatever `render` raises (ContractError, MediaError,
     RenderCancelled), with no output left behind.
     """
@@ -60,8 +65,16 @@ def run_render(
     if report is None:
         report = GpuReport(driver_present=False) if choice is EncoderChoice.CPU else probe_gpus()
     selection = select_backend(choice, request.video_codec, report, strict=strict, gpu_index=gpu_index)
+    if breaker is not None and selection.device == "gpu" and (blocked := breaker.admit()) is not None:
+        selection = instead_on_cpu(selection, blocked)
 
     def attempt(selection: Selection) -> RenderResult:
+        if selection.device == "gpu" and sessions is not None:
+            with sessions.hold(cancel):
+                return render_on(selection)
+        return render_on(selection)
+
+    def render_on(selection: Selection) -> RenderResult:
         backend = build_backend(selection)
         return render(request, source_path, output_path, backend=backend, progress=progress, cancel=cancel)
 
@@ -70,6 +83,8 @@ def run_render(
     except GpuBackendError as exc:
         if selection.device != "gpu":
             raise
+        if breaker is not None:
+            breaker.record_failure(exc.reason)
         log.warning("%s failed mid-render (%s); re-rendering on the CPU", selection.encoder_used, exc)
         selection = after_gpu_failure(selection, exc)
         result = attempt(selection)

@@ -30,7 +30,23 @@ MAX_PRESIGN_S = 7 * 24 * 3600
 """SigV4 presigned URLs cannot live longer than seven days."""
 
 ALLOWED_SUFFIXES = frozenset(
-    {"mp4", "m4v", "mov", "webm", "mkv", "avi", "ts", "mts", "m2ts", "mpg", "mpeg", "zip", "json", "bin"}
+    {
+        "mp4",
+        "m4v",
+        "mov",
+        "webm",
+        "mkv",
+        "avi",
+        "ts",
+        "mts",
+        "m2ts",
+        "mpg",
+        "mpeg",
+        "zip",
+        "json",
+        "jpg",
+        "bin",
+    }
 )
 """Extensions a generated key may end with; anything else becomes `bin` (the probe decides the real type)."""
 

@@ -63,6 +63,8 @@ from gpu_worker.engine import MediaError, RenderCancelled
 from gpu_worker.engine.clips import clip_name
 from gpu_worker.engine.run import RenderOutcome, run_render
 from gpu_worker.engine.zipstream import ZipStreamWriter
+from gpu_worker.logs import bind_attempt
+from gpu_worker.metrics import METRICS
 from gpu_worker.progress import ProgressPublisher
 from gpu_worker.rows import Claim, ClipRecord, RowState, SourceVideo
 from gpu_worker.store import LocalStore, ObjectNotFound, ObjectWriter, StoreError, sanitize_filename
@@ -112,12 +114,16 @@ class Output:
 async def export_video(ctx: dict[str, Any], *, export_id: str) -> str:
     """SAQ task: render one export. Returns what happened: completed, failed, stopped or skipped."""
     services = services_of(ctx)
-    claim = await services.rows.claim(UUID(export_id), services.worker_id)
+    job: Job = ctx["job"]
+    queue = job.queue.name if job.queue is not None else None
+    claim = await services.rows.claim(UUID(export_id), services.worker_id, queue)
     if claim is None:
         log.info("export %s is not pending (cancelled, finished or running elsewhere); skipped", export_id)
         return "skipped"
+    bind_attempt(claim.attempt)
     log.info("export %s: attempt %d claimed by %s", export_id, claim.attempt, services.worker_id)
-    return await ExportAttempt(services, ctx["job"], claim).run()
+    attempt = ExportAttempt(services, ctx["job"], claim)
+    return await services.jobs.run(export_id, claim.attempt, attempt.run())
 
 
 def output_stem(original_filename: str) -> str:
@@ -168,11 +174,13 @@ class ExportAttempt:
         self._posted: set[concurrent.futures.Future[None]] = set()
         self._publish_paused_until = float("-inf")
         self._publish_warned = float("-inf")
+        self._metrics = METRICS.attempt()
 
     async def run(self) -> str:
         try:
             return await self._run()
         finally:
+            self._metrics.close()
             # Inline, not in a thread: it must happen even when the task is being cancelled.
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -240,9 +248,12 @@ class ExportAttempt:
         return EncoderChoice(self._claim.encoder_requested)
 
     def _fallback(self, outcome: RenderOutcome) -> str | None:
-        """A CPU-only worker explains itself when the job asked for more than the CPU."""
+        """A CPU-only worker explains itself when the job asked for more than the CPU. A CPU render
+        of an export that routing sent to the CPU queue records routing's reason instead (no GPU
+        worker was there to take it), which says more than this worker's own."""
         forced = self._choice() != EncoderChoice(self._claim.encoder_requested)
-        return CPU_ONLY_REASON if forced and outcome.fallback_reason is None else outcome.fallback_reason
+        reason = CPU_ONLY_REASON if forced and outcome.fallback_reason is None else outcome.fallback_reason
+        return self._claim.routed_reason if reason and self._claim.routed_reason else reason
 
     async def _render(
         self,
@@ -263,8 +274,14 @@ class ExportAttempt:
             report=self._services.gpu_report,
             progress=progress,
             cancel=self._cancel,
+            build_backend=self._services.build_backend,
+            breaker=self._services.breaker,
+            sessions=self._services.sessions,
         )
-        return await self._in_thread(render)
+        started = time.monotonic()
+        outcome = await self._in_thread(render)
+        self._metrics.rendered(outcome.result.frames, time.monotonic() - started)
+        return outcome
 
     async def _render_single(self, request: RenderRequest, source: Path, key: str) -> Output:
         await self._set_phase(Phase.RENDERING)
@@ -369,6 +386,8 @@ class ExportAttempt:
 
     async def _on_progress(self, percent: int, report: ProgressReport, frames_before: int) -> None:
         self._percent = percent
+        self._metrics.progress(report.fps)
+        self._services.jobs.progress(str(self._id), percent, report.fps)
         await self._publish(
             lambda: self._publisher.update(
                 Phase.RENDERING,
@@ -477,6 +496,8 @@ class ExportAttempt:
             ),
             "completed",
         )
+        mode = Mode.SINGLE if output.clips is None else Mode.CLIPS
+        self._metrics.completed(output.encoder_used, output.fallback_reason, mode)
         log.info("export %s attempt %d completed: %s", self._id, self._attempt, output.key)
         return "completed"
 

@@ -10,6 +10,11 @@ or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S and
   insert was lost, or the last job ended without a claim): re-enqueued, or failed likewise.
 Every change is a conditional UPDATE on (id, attempt, status), so a worker that comes back to
 life, or a second reconciler running at the same time, cannot undo it or be undone.
+
+Every worker runs the cron on the queue it takes jobs from (SAQ keeps one cron job per queue), so
+with GPU and CPU workers it runs once per queue and minute; each run looks at both queues (an
+export is handed back to the queue its row names), then moves pending exports that no GPU worker
+will take off the GPU queue (gpu_worker.routing.reroute_waiting). Running twice changes nothing more.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from saq.job import Status
 
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
 from gpu_worker.progress import publish_progress
+from gpu_worker.routing import ExportQueues, reroute_waiting
 from gpu_worker.rows import ExportRows, IdleExport
 from gpu_worker.settings import PENDING_GRACE_S, STALE_AFTER_S
 from gpu_worker.tasks.context import services_of
@@ -44,16 +50,23 @@ class ReconcileReport:
 
 
 async def reconcile_exports(ctx: dict[str, Any]) -> dict[str, list[str]]:
-    """SAQ cron entry point."""
+    """SAQ cron entry point: both queues, then the re-routing (moved exports count as requeued)."""
     services = services_of(ctx)
     settings = services.settings
-    report = await reconcile(
-        services.rows,
-        ctx["worker"].queue,
-        services.redis,
-        stale_after_s=settings.stale_after_s,
-        pending_after_s=settings.pending_grace_s,
-    )
+    queues = ExportQueues.around(ctx["worker"].queue, services.redis, settings)
+    report = ReconcileReport()
+    for queue in (queues.cpu, queues.gpu):
+        done = await reconcile(
+            services.rows,
+            queue,
+            services.redis,
+            stale_after_s=settings.stale_after_s,
+            pending_after_s=settings.pending_grace_s,
+            unrouted=queue is queues.cpu,
+        )
+        report.requeued += done.requeued
+        report.failed += done.failed
+    report.requeued += await reroute_waiting(services.rows, queues)
     if report.requeued or report.failed:
         log.warning("reconciler: requeued %s, failed %s", report.requeued, report.failed)
     return {"requeued": report.requeued, "failed": report.failed}
@@ -67,9 +80,12 @@ async def reconcile(
     max_attempts: int = MAX_ATTEMPTS,
     stale_after_s: float = STALE_AFTER_S,
     pending_after_s: float = PENDING_GRACE_S,
+    unrouted: bool = True,
 ) -> ReconcileReport:
+    """The exports routed to `queue` (and, if `unrouted`, those from before routing, which were
+    all on the queue that is now the CPU queue)."""
     report = ReconcileReport()
-    for row in await rows.idle(ExportStatus.PROCESSING):
+    for row in await rows.idle(ExportStatus.PROCESSING, queue=queue.name, unrouted=unrouted):
         job = await queue.job(str(row.export_id))
         alive = job is not None and job.status is Status.ACTIVE and not job.stuck
         if alive and row.idle_s < stale_after_s:
@@ -83,7 +99,10 @@ async def reconcile(
             await _announce(redis, row, ExportStatus.PENDING)
             await enqueue_export(queue, row.export_id)
             report.requeued.append(str(row.export_id))
-    for row in await rows.idle(ExportStatus.PENDING, idle_s=pending_after_s):
+    pending = await rows.idle(
+        ExportStatus.PENDING, idle_s=pending_after_s, queue=queue.name, unrouted=unrouted
+    )
+    for row in pending:
         job = await queue.job(str(row.export_id))
         if job is not None and job.status in _WAITING_OR_RUNNING:
             continue

@@ -26,11 +26,13 @@ import boto3
 import httpx
 import psutil
 import pytest
+from click.testing import CliRunner, Result
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 
+from backend.__main__ import main as vexport_main
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.contract import TERMINAL_STATUSES
@@ -49,6 +51,10 @@ SECRET_KEY = "e2e-secret-key-" + "x" * 32
 _FOREIGN_ENV = ("DATABASE_URL", "REDIS_URL", "S3_", "AWS_", "QUEUE_NAME", "VEXPORT_", "SCRATCH_DIR")
 _FOREIGN_ENV_NAMES = frozenset(
     {"STORAGE_DIR", "SECRET_KEY", "WORKER_CONCURRENCY", "RECONCILE_CRON", "STALE_AFTER_S", "PENDING_GRACE_S"}
+    | {"WORKER_HEARTBEAT_S", "WORKER_TTL_S", "DRAIN_GRACE_S"}
+    | {"GPU_QUEUE_NAME", "CPU_QUEUE_NAME", "GPU_WAIT_S", "NVENC_SESSIONS"}
+    | {"BREAKER_FAILURES", "BREAKER_WINDOW_S", "BREAKER_COOLDOWN_S"}
+    | {"METRICS_PORT", "LOG_FORMAT"}
 )
 
 
@@ -128,6 +134,8 @@ def worker_env(settings: Settings, data_dir: Path, scratch: Path) -> dict[str, s
         REDIS_URL=core.redis_url or "",
         QUEUE_NAME=core.queue_name,
         SCRATCH_DIR=str(scratch),
+        # SIGTERM hands a running export straight back; tests of the drain grace pass their own.
+        DRAIN_GRACE_S="0",
     )
     storage = core.storage
     if storage.backend == "s3":
@@ -161,10 +169,11 @@ class Deployment:
     def queue_name(self) -> str:
         return self.settings.core.queue_name
 
-    async def start_worker(self) -> WorkerProcess:
-        """Start `vexport worker` and wait until it takes jobs: its start-up ran (logged) and its first
-        sweep of the queue's active list is done (SAQ's sweep lock is set), so a job queued from now on
-        can never be swept as 'not active' in the instant it is dequeued."""
+    async def start_worker(self, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        """Start `vexport worker [args]` (`env` added to the deployment's) and wait until it takes
+        jobs: its start-up ran (logged) and its first sweep of the queue's active list is done (SAQ's
+        sweep lock is set), so a job queued from now on can never be swept as 'not active' in the
+        instant it is dequeued."""
         number = len(self.workers) + 1
         home = self.root / f"worker-{number}"
         scratch = home / "scratch"
@@ -172,9 +181,9 @@ class Deployment:
         log = home / "worker.log"
         with log.open("ab") as err:
             proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the wait below is async
-                [sys.executable, "-m", "backend", "worker"],
+                [sys.executable, "-m", "backend", "worker", *args],
                 cwd=home,
-                env=worker_env(self.settings, home / "data", scratch),
+                env={**worker_env(self.settings, home / "data", scratch), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -193,6 +202,12 @@ class Deployment:
     def stop_workers(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+    def vexport(self, *args: str) -> Result:
+        """Run a `vexport` command with this deployment's settings, as an operator's shell would, but
+        in-process (click's runner: no interpreter start-up); blocking, so call it in a thread."""
+        env = worker_env(self.settings, self.root / "cli", self.root / "cli" / "scratch")
+        return CliRunner().invoke(vexport_main, list(args), env=env, catch_exceptions=False)
 
     def ws_url(self, export_id: str) -> str:
         return f"ws://{self.address}/ws/exports/{export_id}?token={self.owner.token}"

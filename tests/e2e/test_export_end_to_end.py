@@ -63,7 +63,7 @@ async def test_a_single_file_export_is_rendered_by_a_worker_process_and_download
     assert (export["encoder_requested"], export["encoder_used"], export["fallback_reason"]) == (
         "auto",
         "libx264",
-        "no NVIDIA driver",
+        "no healthy GPU worker with NVENC H.264 is online",  # routing's reason: no GPU worker ran
     )
     assert export["download_url"] == f"/api/exports/{export['id']}/download"
 

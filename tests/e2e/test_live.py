@@ -46,7 +46,7 @@ async def test_the_websocket_streams_a_real_render_from_snapshot_to_completed_th
         "status": "completed",
         "percent": 100,
         "encoder_used": "libx264",
-        "fallback_reason": "no NVIDIA driver",
+        "fallback_reason": "no healthy GPU worker with NVENC H.264 is online",
         "attempt": 1,
     }
     assert [m["status"] for m in messages].count("completed") == 1

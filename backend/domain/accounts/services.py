@@ -29,11 +29,21 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
 
     repository_type = Repo
 
-    async def register(self, email: str, password: str) -> m.User:
+    async def register(self, email: str, password: str, *, operator: bool = False) -> m.User:
         email = email.strip().lower()
         if await self.exists(email=email):
             raise EmailTakenError
-        return await self.create(m.User(email=email, password_hash=security.hash_password(password)))
+        return await self.create(
+            m.User(email=email, password_hash=security.hash_password(password), is_operator=operator)
+        )
+
+    async def set_operator(self, email: str, operator: bool) -> m.User:
+        """Grant or revoke the operator role (the farm's pages, metrics details, every user's exports)."""
+        user = await self.get_one_or_none(email=email.strip().lower())
+        if user is None:
+            raise NotFoundError(f"no account with the email {email.strip().lower()}")
+        user.is_operator = operator
+        return await self.update(user)
 
     async def authenticate(self, email: str, password: str) -> m.User | None:
         """The user when the password matches, else None; upgrades the hash when parameters changed."""

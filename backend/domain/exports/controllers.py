@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -27,7 +27,6 @@ from litestar.status_codes import (
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
 )
 from redis.asyncio import Redis
-from saq.queue.base import Queue
 
 from backend.db import models as m
 from backend.domain.exports.deps import provide_export_service
@@ -39,18 +38,22 @@ from backend.domain.exports.services import (
     check_rate_limit,
     download_name,
 )
+from backend.domain.farm.guards import ensure_operator
 from backend.lib.deps import SettingsDep, StoreDep
 from backend.lib.exceptions import PROBLEM_JSON
 from gpu_worker.contract import ExportStatus
+from gpu_worker.routing import ExportQueues
 from gpu_worker.store import LocalStore, Store, content_disposition
 
-QueueDep = NamedDependency[SkipValidation[Queue]]
+QueueDep = NamedDependency[SkipValidation[ExportQueues]]
 RedisDep = NamedDependency[SkipValidation[Redis]]
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-def provide_queue(state: State) -> Queue:
-    return state.queue
+def provide_queue(state: State) -> ExportQueues:
+    """Both export queues (the GPU and the CPU one) and the Redis client of the worker registry,
+    which routing reads; taken from the app state on each request."""
+    return ExportQueues(cpu=state.queue, gpu=state.gpu_queue, redis=state.redis, settings=state.settings.core)
 
 
 def provide_redis(state: State) -> Redis:
@@ -200,7 +203,15 @@ class ExportController(Controller):
             headers={"Location": export_location(result.export.id)},
         )
 
-    @get("/exports", operation_id="listExports", description="History, newest first, in keyset pages.")
+    @get(
+        "/exports",
+        operation_id="listExports",
+        description=(
+            "History, newest first, in keyset pages. `scope=all` lists every user's exports: operators "
+            "only, anyone else gets 404."
+        ),
+        responses={404: _problem("`scope=all` from a caller who is not an operator")},
+    )
     async def list_exports(
         self,
         exports: NamedDependency[ExportService],
@@ -209,9 +220,15 @@ class ExportController(Controller):
         video_id: FromQuery[UUID | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        # Not named `scope`: Litestar reserves that name for the ASGI scope.
+        listed: Annotated[Literal["own", "all"], Parameter(query="scope")] = "own",
     ) -> ExportPage:
+        owner: UUID | None = current_user.id
+        if listed == "all":
+            ensure_operator(current_user)
+            owner = None
         rows, next_cursor = await exports.page(
-            current_user.id, status=status, video_id=video_id, limit=limit, cursor=cursor
+            owner, status=status, video_id=video_id, limit=limit, cursor=cursor
         )
         return ExportPage(items=[export_out(e) for e in rows], limit=limit, next_cursor=next_cursor)
 

@@ -24,7 +24,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.exceptions import ClientException, TooManyRequestsException
 from redis.asyncio import Redis
 from saq.queue.base import Queue
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Select, delete, func, select, tuple_, update
 
 from backend.db import models as m
 from backend.domain.exports.schemas import ExportCreate
@@ -41,6 +41,7 @@ from gpu_worker.contract import (
     parse_seconds,
 )
 from gpu_worker.progress import publish_progress
+from gpu_worker.routing import ExportQueues
 from gpu_worker.store import Store, sanitize_filename
 from gpu_worker.tasks.enqueue import enqueue_export
 
@@ -157,11 +158,12 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         video_id: UUID,
         data: ExportCreate,
         idempotency_key: str | None,
-        queue: Queue,
+        queue: ExportQueues,
         *,
         max_active: int,
     ) -> Requested:
-        """Validate, then insert and enqueue once per Idempotency-Key.
+        """Validate, then route (gpu_worker.routing), insert and enqueue once per Idempotency-Key.
+        The row records the queue and, when routing chose the CPU for an `auto` export, why.
 
         The user's row is locked (FOR UPDATE) for the check-and-insert, which serialises a user's
         concurrent requests: two retries with one key cannot both insert, and the active-export
@@ -204,6 +206,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 detail=f"at most {max_active} exports may be pending or processing at once",
                 headers={"Retry-After": str(ACTIVE_LIMIT_RETRY_AFTER_S)},
             )
+        route = await queue.route(render.video_codec, render.encoder)
         export = await self.create(
             m.Export(
                 video_id=video.id,
@@ -214,6 +217,8 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 codec=render.video_codec,
                 mode=render.mode,
                 encoder_requested=render.encoder,
+                queue_name=route.queue,
+                fallback_reason=route.reason,
                 segments={"request": wanted, "clips": []},
                 status=ExportStatus.PENDING,
                 attempt=0,
@@ -222,7 +227,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             auto_commit=True,
         )
         try:
-            await enqueue_export(queue, export.id)
+            await enqueue_export(queue.of(route), export.id)
         except Exception:
             log.exception("could not enqueue export %s; the reconciler will pick it up", export.id)
         return Requested(export, created=True)
@@ -235,7 +240,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
 
     async def page(
         self,
-        owner: UUID,
+        owner: UUID | None,
         *,
         status: ExportStatus | None = None,
         video_id: UUID | None = None,
@@ -243,12 +248,9 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         cursor: str | None = None,
     ) -> tuple[list[m.Export], str | None]:
         """Newest first by (created_at, id) keyset: walks the (user_id, created_at desc) index, and
-        a page never shifts when new exports arrive while a client pages through history."""
-        query = select(m.Export).where(m.Export.user_id == owner)
-        if status is not None:
-            query = query.where(m.Export.status == status)
-        if video_id is not None:
-            query = query.where(m.Export.video_id == video_id)
+        a page never shifts when new exports arrive while a client pages through history. `owner`
+        None pages through every user's exports (an operator's `scope=all`)."""
+        query = _history(owner, status, video_id)
         if cursor is not None:
             created, ident = decode_cursor(cursor)
             query = query.where(tuple_(m.Export.created_at, m.Export.id) < tuple_(created, ident))
@@ -258,6 +260,46 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1]) if more else None
 
+    async def newer_page(
+        self,
+        owner: UUID,
+        cursor: str,
+        *,
+        status: ExportStatus | None = None,
+        video_id: UUID | None = None,
+        limit: int = 20,
+    ) -> tuple[list[m.Export], bool]:
+        """The `limit` exports just newer than `cursor`, newest first, and whether still newer ones
+        exist: the way back through history pages (the web page's "Newer" link)."""
+        created, ident = decode_cursor(cursor)
+        query = (
+            _history(owner, status, video_id)
+            .where(tuple_(m.Export.created_at, m.Export.id) > tuple_(created, ident))
+            .order_by(m.Export.created_at.asc(), m.Export.id.asc())
+            .limit(limit + 1)
+        )
+        rows = list((await self.repository.session.scalars(query)).all())
+        return rows[:limit][::-1], len(rows) > limit
+
+    async def video_names(self, owner: UUID) -> dict[UUID, str]:
+        """The owner's videos by id, newest first: history rows and its "Video" filter name them."""
+        rows = await self.repository.session.execute(
+            select(m.Video.id, m.Video.original_filename)
+            .where(m.Video.user_id == owner)
+            .order_by(m.Video.created_at.desc())
+        )
+        return {ident: name for ident, name in rows.tuples()}
+
+    async def cancel(self, owner: UUID, export_id: UUID, queue: ExportQueues, redis: Redis) -> m.Export:
+        """Cancel a pending or processing export and keep its record (the web page's Cancel):
+        the same conditional UPDATE, announcement and job abort as `cancel_and_delete`, without the
+        delete. A finished export is returned unchanged."""
+        export = await self.get_owned(owner, export_id)
+        if await self._cancel(export):
+            await _announce_cancel(export, redis)
+            await _abort_job(export.id, queue.named(export.queue_name))
+        return export
+
     async def original_filename(self, export: m.Export) -> str:
         name = await self.repository.session.scalar(
             select(m.Video.original_filename).where(m.Video.id == export.video_id)
@@ -265,7 +307,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         return name or "video"
 
     async def cancel_and_delete(
-        self, owner: UUID, export_id: UUID, store: Store, queue: Queue, redis: Redis
+        self, owner: UUID, export_id: UUID, store: Store, queue: ExportQueues, redis: Redis
     ) -> None:
         """Cancel if still active, then delete the row and its output.
 
@@ -275,10 +317,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         left to expire: its terminal status is what makes a late worker message a no-op, whereas
         deleting it would let that message start a fresh snapshot at seq 1.
         """
-        export = await self.get_owned(owner, export_id)
-        if await self._cancel(export):
-            await _announce_cancel(export, redis)
-            await _abort_job(export.id, queue)
+        export = await self.cancel(owner, export_id, queue, redis)
         session = self.repository.session
         output_key = await session.scalar(
             delete(m.Export)
@@ -310,6 +349,19 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         if cancelled:
             export.status = ExportStatus.CANCELLED
         return cancelled
+
+
+def _history(
+    owner: UUID | None, status: ExportStatus | None, video_id: UUID | None
+) -> Select[tuple[m.Export]]:
+    query = select(m.Export)
+    if owner is not None:
+        query = query.where(m.Export.user_id == owner)
+    if status is not None:
+        query = query.where(m.Export.status == status)
+    if video_id is not None:
+        query = query.where(m.Export.video_id == video_id)
+    return query
 
 
 async def _announce_cancel(export: m.Export, redis: Redis) -> None:

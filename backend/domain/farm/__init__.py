@@ -1,0 +1,1 @@
+"""The render farm as operators see it: the worker registry, remote drain, the operator role."""
