@@ -51,7 +51,13 @@ def problem(
         return Redirect(f"/login?next={request.url.path}")
     return Template(
         "error.html",
-        context={"status": status, "title": _title(status), "detail": detail},
+        # The signed-in user (if any) keeps the page's navigation on error pages too.
+        context={
+            "status": status,
+            "title": _title(status),
+            "detail": detail,
+            "user": request.scope.get("user"),
+        },
         status_code=status,
         headers=headers,
     )

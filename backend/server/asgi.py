@@ -40,12 +40,17 @@ FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 
 def create_app(settings: Settings) -> Litestar:
     from backend.domain.accounts.controllers import AuthController, TokenController
-    from backend.domain.accounts.pages import AccountPages
+    from backend.domain.accounts.pages import AccountPages, TokenPages
     from backend.domain.exports.controllers import ExportController, SignedFileController
+    from backend.domain.exports.pages import ExportPages, register_templates
+    from backend.domain.exports.ui_ws import ui_exports_socket
     from backend.domain.exports.ws import export_progress_socket, user_exports_socket
+    from backend.domain.farm.controllers import WorkerController
+    from backend.domain.farm.pages import OperatorPages
     from backend.domain.system.controllers import SystemController
     from backend.domain.videos.controllers import VideoController
     from backend.domain.videos.pages import VideoPages
+    from backend.lib.metrics import MetricsController
 
     alchemy = SQLAlchemyAsyncConfig(
         connection_string=settings.core.async_database_url,
@@ -75,8 +80,12 @@ def create_app(settings: Settings) -> Litestar:
         app.state.session_maker = alchemy.create_session_maker()
         app.state.store = open_store(settings.core.storage)
         # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
-        app.state.queue = RedisQueue.from_url(settings.core.redis_url or "", name=settings.core.queue_name)
+        # Exports are routed to the CPU queue (`queue`) or the GPU queue (gpu_worker.routing).
+        queue_url = settings.core.redis_url or ""
+        app.state.queue = RedisQueue.from_url(queue_url, name=settings.core.cpu_queue_name)
+        app.state.gpu_queue = RedisQueue.from_url(queue_url, name=settings.core.gpu_queue_name)
         await app.state.queue.connect()
+        await app.state.gpu_queue.connect()
         # One Redis pub/sub connection shared by every progress websocket of this process.
         app.state.fanout = Fanout.from_url(settings.core.redis_url or "")
         await app.state.fanout.start()
@@ -84,23 +93,30 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await app.state.fanout.aclose()
-            with suppress(RedisError):  # Redis may be gone; the queue has nothing to flush
+            with suppress(RedisError):  # Redis may be gone; the queues have nothing to flush
                 await app.state.queue.disconnect()
+                await app.state.gpu_queue.disconnect()
             await app.state.store.aclose()
             await redis.aclose()
 
     return Litestar(
         route_handlers=[
             SystemController,
+            MetricsController,
             AuthController,
             TokenController,
             VideoController,
             ExportController,
             SignedFileController,
+            WorkerController,
             export_progress_socket,
             user_exports_socket,
+            ui_exports_socket,
             AccountPages,
+            TokenPages,
             VideoPages,
+            ExportPages,
+            OperatorPages,
             create_static_files_router(path="/static", directories=[FRONTEND / "static"]),
         ],
         plugins=[SQLAlchemyPlugin(config=alchemy)],
@@ -116,7 +132,9 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "store": Provide(_provide_store, sync_to_thread=False),
         },
-        template_config=TemplateConfig(directory=FRONTEND / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=FRONTEND / "templates", engine=JinjaTemplateEngine, engine_callback=register_templates
+        ),
         openapi_config=OpenAPIConfig(
             title="Video Export",
             version="0.1.0",
@@ -124,6 +142,9 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is the process's (`vexport --log-format`, gpu_worker.logs): Litestar's default config
+        # would replace the root handler, turning JSON lines back into text.
+        logging_config=None,
         request_max_body_size=settings.max_json_body_bytes,
         debug=settings.debug,
     )

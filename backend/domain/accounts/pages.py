@@ -1,20 +1,27 @@
-"""HTML pages for signing up, logging in and out (CSRF-protected forms)."""
+"""HTML pages for signing up, logging in and out, and API tokens (CSRF-protected forms).
+
+The token forms work as plain form posts and, with htmx, swap just the token panel of the page the
+same handlers answer (`hx-select`), so there is one code path either way.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_201_CREATED, HTTP_422_UNPROCESSABLE_ENTITY
 
+from backend.db import models as m
 from backend.domain.accounts.controllers import start_session
-from backend.domain.accounts.deps import provide_user_service
-from backend.domain.accounts.schemas import Credentials
-from backend.domain.accounts.services import EmailTakenError, UserService
+from backend.domain.accounts.deps import provide_token_service, provide_user_service
+from backend.domain.accounts.schemas import Credentials, TokenCreate
+from backend.domain.accounts.services import ApiTokenService, EmailTakenError, UserService
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -65,11 +72,11 @@ class AccountPages(Controller):
         start_session(request, user)
         return Redirect(_safe_next(data.get("next")), status_code=303)
 
-    @get("/register")
+    @get(["/signup", "/register"])
     async def register_form(self) -> Template:
         return Template("login.html", context={"mode": "register", "next": "/videos"})
 
-    @post("/register")
+    @post(["/signup", "/register"])
     async def register(
         self, request: Request[Any, Any, Any], users: NamedDependency[UserService], data: Form
     ) -> Template | Redirect:
@@ -95,3 +102,51 @@ class AccountPages(Controller):
     async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         request.clear_session()
         return Redirect("/login", status_code=303)
+
+
+class TokenPages(Controller):
+    """API tokens for scripts: create (the value is shown once, never stored), list, revoke."""
+
+    include_in_schema = False
+    dependencies = {"tokens": Provide(provide_token_service)}
+
+    @get("/tokens")
+    async def tokens_page(
+        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User]
+    ) -> Template:
+        return await _tokens_page(tokens, current_user)
+
+    @post("/tokens")
+    async def create_token(
+        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User], data: Form
+    ) -> Template:
+        name = data.get("name", "").strip()
+        try:
+            wanted = msgspec.convert({"name": name}, TokenCreate)
+        except msgspec.ValidationError:
+            error = "Give the token a name of 1 to 100 characters."
+            return await _tokens_page(
+                tokens, current_user, error=error, name=name, status_code=HTTP_422_UNPROCESSABLE_ENTITY
+            )
+        value, _ = await tokens.issue(current_user.id, wanted.name)
+        return await _tokens_page(tokens, current_user, new_token=value, status_code=HTTP_201_CREATED)
+
+    @post("/tokens/{token_id:uuid}/revoke")
+    async def revoke_token(
+        self,
+        tokens: NamedDependency[ApiTokenService],
+        current_user: NamedDependency[m.User],
+        token_id: FromPath[UUID],
+    ) -> Template:
+        await tokens.revoke(current_user.id, token_id)
+        return await _tokens_page(tokens, current_user)
+
+
+async def _tokens_page(
+    tokens: ApiTokenService, user: m.User, *, status_code: int = 200, **context: Any
+) -> Template:
+    """The page with the user's usable tokens; revoked ones are gone for good, so they are not listed."""
+    active = [t for t in await tokens.list_for(user.id) if t.revoked_at is None]
+    return Template(
+        "tokens.html", context={"user": user, "tokens": active, **context}, status_code=status_code
+    )

@@ -18,7 +18,7 @@ from litestar.exceptions import HTTPException
 from sqlalchemy import select
 
 from backend.db import models as m
-from backend.domain.videos.upload import SpooledFile
+from backend.domain.videos.upload import SpooledFile, store_thumbnail
 from gpu_worker.engine.source import MediaError, MediaInfo, probe
 from gpu_worker.store import Store, new_key
 
@@ -54,10 +54,14 @@ class VideoService(SQLAlchemyAsyncRepositoryService[m.Video]):
             raise UnprocessableMedia("not a usable video: probing took too long") from exc
         key = new_key("videos", owner, _suffix(info.container))
         await store.put_file(key, upload.path, content_type=upload.content_type)
+        row = _video_row(owner, key, upload, info)
         try:
-            return await self.create(_video_row(owner, key, upload, info), auto_commit=True)
+            row.thumbnail_key = await store_thumbnail(owner, upload.path, info, store)
+            return await self.create(row, auto_commit=True)
         except BaseException:
-            await store.delete(key)
+            for stored in (key, row.thumbnail_key):
+                if stored is not None:
+                    await store.delete(stored)
             raise
 
     async def get_owned(self, owner: UUID, video_id: UUID) -> m.Video:
@@ -73,7 +77,8 @@ class VideoService(SQLAlchemyAsyncRepositoryService[m.Video]):
         return list(rows), total
 
     async def remove(self, owner: UUID, video_id: UUID, store: Store) -> None:
-        """Delete the video, its exports (rows cascade) and every stored object of both."""
+        """Delete the video, its exports (rows cascade) and every stored object of both (source,
+        thumbnail, outputs)."""
         video = await self.get_owned(owner, video_id)
         session = self.repository.session
         keys = (
@@ -84,7 +89,9 @@ class VideoService(SQLAlchemyAsyncRepositoryService[m.Video]):
             )
         ).all()
         await self.delete(video.id, auto_commit=True)
-        for key in [video.storage_key, *keys]:
+        for key in [video.storage_key, video.thumbnail_key, *keys]:
+            if key is None:
+                continue
             try:
                 await store.delete(key)
             except Exception:

@@ -1,23 +1,33 @@
 """Streamed multipart upload: the request body goes to a scratch file chunk by chunk, hashed on the way.
 
 Nothing is buffered whole in memory and nothing reaches storage until the probe has accepted the
-file, so a rejected upload leaves no object behind.
+file, so a rejected upload leaves no object behind. Once accepted, the list thumbnail is grabbed
+from the same scratch file (`store_thumbnail`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from litestar import Request
 from litestar.exceptions import ClientException, HTTPException
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from backend.domain.videos.thumbnail import grab_thumbnail
+from gpu_worker.engine.source import MediaInfo
+from gpu_worker.store import Store, new_key
+
+log = logging.getLogger(__name__)
+THUMBNAIL_TIMEOUT_S = 30.0
 FILE_FIELD = "file"
 ACCEPTED_TYPES = ("video/", "application/octet-stream", "application/mp4")
 _FLUSH_AT = 1024 * 1024
@@ -162,3 +172,23 @@ async def _drain(buffer: bytearray, sink: Any, digest: Any) -> None:
     buffer.clear()
     digest.update(data)
     await asyncio.to_thread(sink.write, data)
+
+
+async def store_thumbnail(owner: UUID, path: Path, info: MediaInfo, store: Store) -> str | None:
+    """Grab the list thumbnail from an accepted upload and store it; answer its key.
+
+    None when that fails (logged): a video without a thumbnail is still a usable video, so this
+    never rejects an upload. The grab runs in a thread, off the event loop.
+    """
+    try:
+        data = await asyncio.wait_for(asyncio.to_thread(grab_thumbnail, path, info), THUMBNAIL_TIMEOUT_S)
+        key = new_key("thumbnails", owner, "jpg")
+        await store.put_stream(key, _single(data), content_type="image/jpeg")
+    except Exception:
+        log.warning("no thumbnail for the upload %s of user %s", path.name, owner, exc_info=True)
+        return None
+    return key
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -63,7 +63,7 @@ async def test_another_user_gets_404_for_get_and_delete_and_never_sees_it_listed
         assert r.json()["detail"] == "not found"
         assert (await other.get("/api/videos")).json() == {"items": [], "total": 0, "limit": 20, "offset": 0}
     assert (await app_client.get(f"/api/videos/{created['id']}")).status_code == 200
-    assert len(await stored_keys(any_store_settings)) == 1
+    assert len(await stored_keys(any_store_settings)) == 2  # the upload and its list thumbnail
 
 
 async def test_unknown_id_is_404(app_client: AsyncTestClient[Any]) -> None:

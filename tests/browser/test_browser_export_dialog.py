@@ -1,0 +1,59 @@
+"""The export dialog is a real modal: it validates in place, closes on Escape and keeps keyboard focus."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from tests.browser.conftest import choose_export, open_export_dialog, screenshot, sign_up, upload
+from tests.media import MadeVideo
+
+pytestmark = pytest.mark.slow
+
+FOCUSABLE = (
+    "a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select:not([disabled]), "
+    "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])"
+)
+IN_DIALOG = "document.getElementById('export-dialog').contains(document.activeElement)"
+
+
+async def _dialog_on_video_page(page: Page, clip: MadeVideo) -> Locator:
+    await sign_up(page)
+    video_id = await upload(page, clip)
+    await page.goto(f"/videos/{video_id}")
+    return await open_export_dialog(page)
+
+
+async def test_exporting_without_segments_shows_the_error_inline(page: Page, clip: MadeVideo) -> None:
+    dialog = await _dialog_on_video_page(page, clip)
+    await choose_export(dialog, mode="Single file")
+    await dialog.get_by_role("button", name="Start export").click()
+
+    error = dialog.locator("#error-segments")
+    await expect(error).to_be_visible()
+    await expect(error).not_to_be_empty()
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#exports article.export")).to_have_count(0)
+    await screenshot(page, "export-dialog-error", full_page=False)
+
+
+async def test_escape_closes_the_dialog(page: Page, clip: MadeVideo) -> None:
+    dialog = await _dialog_on_video_page(page, clip)
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    assert await page.evaluate("document.getElementById('export-dialog').open") is False
+
+
+async def test_the_dialog_takes_focus_and_tab_never_leaves_it(page: Page, clip: MadeVideo) -> None:
+    dialog = await _dialog_on_video_page(page, clip)
+    fields = dialog.locator("#export-form").locator("select, input:not([type=hidden]), textarea")
+    await expect(fields.filter(visible=True).first).to_be_focused()
+
+    controls = dialog.locator(FOCUSABLE).filter(visible=True)
+
+    await controls.last.focus()
+    await page.keyboard.press("Tab")
+    assert await page.evaluate(IN_DIALOG), "Tab from the dialog's last control left the dialog"
+    await controls.first.focus()
+    await page.keyboard.press("Shift+Tab")
+    assert await page.evaluate(IN_DIALOG), "Shift+Tab from the dialog's first control left the dialog"

@@ -1,0 +1,138 @@
+"""/ws/ui/exports over a real server: HTML fragments (card + history row) for htmx's ws extension.
+
+A live server (`tests.fixtures.live`) rather than the test client: see there why. Progress is
+published the way the worker does, through `gpu_worker.progress.publish_progress`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from backend.lib.settings import Settings
+from backend.server.asgi import create_app
+from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
+from gpu_worker.progress import publish_progress
+from tests.fixtures.app import csrf_headers
+from tests.fixtures.live import RECV_TIMEOUT_S, Account, account, rest_until_closed, serve_app
+from tests.integration.pages.export_ui.conftest import FORM, Sql, card_ids, row_ids
+
+
+@pytest.fixture
+async def live(ui_settings: Settings) -> AsyncIterator[str]:
+    async with serve_app(create_app(ui_settings)) as address:
+        yield address
+
+
+@pytest.fixture
+async def owner(live: str) -> AsyncIterator[Account]:
+    acc = await account(live, "owner@example.com")
+    yield acc
+    await acc.http.aclose()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def export_id(owner: Account, clip: Path) -> str:
+    files = {"file": (clip.name, clip.read_bytes(), "video/mp4")}
+    headers = await csrf_headers(owner.http)
+    r = await owner.http.post("/api/videos", files=files, headers=headers)
+    assert r.status_code == 201, r.text
+    r = await owner.http.post(f"/videos/{r.json()['id']}/exports", data=FORM, headers=headers)
+    assert r.status_code == 201, r.text
+    (made,) = card_ids(r.text)
+    return made
+
+
+def browser_socket(live: str, acc: Account | None, origin: str | None = None) -> connect:
+    headers = {"Origin": origin or f"http://{live}"}
+    if acc is not None:
+        headers["Cookie"] = acc.cookie
+    return connect(f"ws://{live}/ws/ui/exports", additional_headers=headers)
+
+
+async def fragment(ws: ClientConnection) -> str:
+    return str(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+
+
+async def test_connecting_sends_the_card_and_row_of_each_active_export(
+    live: str, owner: Account, export_id: str
+) -> None:
+    async with browser_socket(live, owner) as ws:
+        html = await fragment(ws)
+    assert (card_ids(html), row_ids(html)) == ([export_id], [export_id])
+    assert f'<article id="export-{export_id}" class="export" data-status="pending"' in html
+    assert f'<tr id="history-{export_id}" class="history-row" data-status="pending">' in html
+
+
+async def test_a_published_progress_message_arrives_as_a_fragment(
+    live: str, owner: Account, export_id: str, redis: Redis
+) -> None:
+    async with browser_socket(live, owner) as ws:
+        await fragment(ws)
+        await publish_progress(
+            redis,
+            ProgressMessage(
+                export_id=export_id,
+                user_id=owner.user_id,
+                seq=0,
+                status=ExportStatus.PROCESSING,
+                phase=Phase.RENDERING,
+                percent=40,
+                fps=61.4,
+                eta_s=75,
+            ),
+        )
+        html = await fragment(ws)
+    assert card_ids(html) == [export_id]
+    assert 'data-status="processing"' in html
+    assert 'aria-valuenow="40"' in html
+    assert '<span class="phase">rendering</span>' in html
+    assert '<span class="fps">61 fps</span>' in html
+    assert '<span class="eta">1 min 15 s left</span>' in html
+
+
+async def test_a_terminal_message_renders_the_final_row_with_its_download(
+    live: str, owner: Account, export_id: str, redis: Redis, sql: Sql
+) -> None:
+    async with browser_socket(live, owner) as ws:
+        await fragment(ws)
+        await sql(
+            "UPDATE exports SET status = 'completed', progress = 100, size_bytes = 2500000, "
+            "encoder_used = 'libx264', fallback_reason = 'no NVIDIA GPU on this worker' WHERE id = :id",
+            id=export_id,
+        )
+        await publish_progress(
+            redis,
+            ProgressMessage(export_id=export_id, user_id=owner.user_id, seq=0, status=ExportStatus.COMPLETED),
+        )
+        html = await fragment(ws)
+    assert 'data-status="completed"' in html
+    assert 'aria-valuenow="100"' in html
+    assert html.count(f'href="/api/exports/{export_id}/download"') == 2
+    assert '<span class="encoder-badge encoder-cpu" title="libx264">CPU</span>' in html
+    assert '<span class="fallback-reason">no NVIDIA GPU on this worker</span>' in html
+    assert ">Cancel</button>" not in html
+
+
+async def test_an_anonymous_socket_is_closed_with_4401(live: str) -> None:
+    async with browser_socket(live, None) as ws:
+        messages, code = await rest_until_closed(ws)
+    assert (messages, code) == ([], 4401)
+
+
+async def test_a_cross_site_origin_is_closed_with_4403(live: str, owner: Account) -> None:
+    async with browser_socket(live, owner, origin="http://evil.example") as ws:
+        messages, code = await rest_until_closed(ws)
+    assert (messages, code) == ([], 4403)
