@@ -63,12 +63,13 @@ def main() -> None:
 @click.option("--no-worker", is_flag=True, help="Do not run the in-process export worker.")
 @LOG_FORMAT_OPTION
 def serve(host: str | None, port: int | None, no_worker: bool, log_format: str | None) -> None:
-    """Run the API (and one in-process worker), starting embedded Postgres/Redis when no URLs are set."""
+    """Run the API and an in-process worker (a GPU worker and a CPU worker on a GPU machine),
+    starting embedded Postgres/Redis when no URLs are set."""
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     from backend.server.asgi import create_app
-    from gpu_worker.worker import build_worker
+    from gpu_worker.worker import serve_workers
 
     settings = Settings.from_env()
     chosen = _setup_logging(settings, log_format)
@@ -92,15 +93,16 @@ def serve(host: str | None, port: int | None, no_worker: bool, log_format: str |
         )
 
         async def run() -> None:
-            worker = build_worker(ready.core) if ready.run_worker and not no_worker else None
-            if worker:
-                worker.SIGNALS = []  # uvicorn owns Ctrl-C here; it stops the server, which stops the worker
-            task = asyncio.create_task(worker.start()) if worker else None
+            # A GPU worker comes with a CPU worker, so CPU-queue exports also render here.
+            workers = serve_workers(ready.core) if ready.run_worker and not no_worker else []
+            for worker in workers:
+                worker.SIGNALS = []  # uvicorn owns Ctrl-C here; it stops the server, which stops the workers
+            tasks = [asyncio.create_task(worker.start()) for worker in workers]
             try:
                 await server.serve()
             finally:
-                if worker and task:
-                    await worker.stop()
+                await asyncio.gather(*(worker.stop() for worker in workers))
+                for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 

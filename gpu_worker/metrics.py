@@ -310,14 +310,18 @@ def exporter_ready(
     ctx: dict[str, Any], *, worker_id: str, queue: str, settings: WorkerSettings, report: GpuReport
 ) -> None:
     """Worker startup, last thing (the GPU's circuit breaker is in ctx by then; a CPU worker has
-    none): name this worker, read GPU health from the probe and the breaker, answer /health."""
+    none): name this worker, read GPU health from the probe and the breaker, answer /health.
+    A worker without a metrics port leaves both to the one that has it: `vexport serve` runs a CPU
+    worker beside its GPU worker, and the process's one registry must keep describing the GPU."""
+    server = ctx.get(EXPORTER_KEY)
+    if server is None:
+        return
     breaker: CircuitBreaker | None = ctx.get(BREAKER_KEY)
     METRICS.describe_worker(
         worker_id=worker_id, queue=queue, gpu_index=None if breaker is None else breaker.gpu_index
     )
     METRICS.watch_gpus(lambda: gpu_health(report, settings.gpu_index, breaker))
-    if server := ctx.get(EXPORTER_KEY):
-        server.ready = True
+    server.ready = True
 
 
 async def stop_exporter(ctx: dict[str, Any]) -> None:

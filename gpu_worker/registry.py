@@ -139,17 +139,28 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def live_workers(redis: Redis) -> list[WorkerInfo]:
-    """Every worker whose heartbeat has not expired, by id; ids whose key expired leave the set."""
+async def _heartbeats(redis: Redis) -> dict[str, bytes]:
+    """Every unexpired heartbeat by worker id, in id order; ids whose key expired leave the set."""
     ids = sorted(_text(member) for member in await redis.smembers(WORKERS_KEY))  # type: ignore[misc]
     if not ids:
-        return []
+        return {}
     values = await redis.mget([worker_key(i) for i in ids])
     gone = [i for i, value in zip(ids, values, strict=True) if value is None]
     if gone:
         await redis.srem(WORKERS_KEY, *gone)  # type: ignore[misc]
-    found = (_decode(ident, value) for ident, value in zip(ids, values, strict=True) if value is not None)
+    return {ident: value for ident, value in zip(ids, values, strict=True) if value is not None}
+
+
+async def live_workers(redis: Redis) -> list[WorkerInfo]:
+    """Every worker whose heartbeat has not expired, by id (unreadable heartbeats left out)."""
+    found = (_decode(ident, value) for ident, value in (await _heartbeats(redis)).items())
     return [worker for worker in found if worker is not None]
+
+
+async def live_worker_ids(redis: Redis) -> frozenset[str]:
+    """The ids of every worker whose heartbeat has not expired, also those this version cannot
+    decode: the reconciler must not take a live worker's export because of a rolling upgrade."""
+    return frozenset(await _heartbeats(redis))
 
 
 async def find_worker(redis: Redis, worker_id: str) -> WorkerInfo | None:

@@ -56,12 +56,14 @@ class RowState:
 
 @dataclass(frozen=True, slots=True)
 class IdleExport:
-    """A non-terminal export as the reconciler sees it; `idle_s` is the time since its last write."""
+    """A non-terminal export as the reconciler sees it; `idle_s` is the time since its last write,
+    `worker_id` the registry id of the worker that claimed it (None unless 'processing')."""
 
     export_id: UUID
     user_id: UUID
     attempt: int
     idle_s: float
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ _STATUS = text("SELECT status, attempt FROM exports WHERE id = :id")
 
 _IDLE = text(
     """
-    SELECT id, user_id, attempt, EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
+    SELECT id, user_id, attempt, worker_id, EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
       FROM exports
      WHERE status = CAST(:status AS export_status) AND updated_at <= now() - make_interval(secs => :idle_s)
        AND (CAST(:queue AS varchar) IS NULL OR queue_name = :queue OR (:unrouted AND queue_name IS NULL))
@@ -286,7 +288,7 @@ class ExportRows:
         }
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_IDLE, params)).all()
-        return [IdleExport(r.id, r.user_id, r.attempt, r.idle_s) for r in rows]
+        return [IdleExport(r.id, r.user_id, r.attempt, r.idle_s, r.worker_id) for r in rows]
 
     async def waiting(self, queue: str, *, limit: int = 100) -> list[WaitingExport]:
         """Pending exports routed to `queue`, longest waiting first."""

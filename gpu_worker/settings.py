@@ -106,6 +106,7 @@ class WorkerSettings:
             local_root=Path(env.get("STORAGE_DIR", str(data_dir / "storage"))).absolute(),
             bucket=bucket,
             endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            public_endpoint_url=env.get("S3_PUBLIC_ENDPOINT_URL") or None,
             region=env.get("S3_REGION", "us-east-1"),
             access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
             secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,

@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,10 @@ def build_worker(
     dequeue_timeout: float = 0.0,
     probe: GpuProbe = probe_gpus,
     build_backend: BackendFactory = Selection.backend,
+    ident: str | None = None,
 ) -> Worker:
     """The render worker; `burst` (with a positive `dequeue_timeout`) stops it once the queue is empty.
+    `ident` is its id in the registry, on export rows and in logs (default `worker_id()`).
 
     The GPU probe runs here (seconds on a GPU machine, cached per process), since the worker's kind
     picks its queue: a GPU worker takes the GPU queue and has a circuit breaker and NVENC session
@@ -122,7 +125,7 @@ def build_worker(
     report = probe_for(settings, probe)
     gpu = worker_gpu(report, settings.gpu_index)
     queue = DrainableQueue.connect_to(redis_url, worker_queue(settings, gpu))
-    wid = worker_id()
+    wid = ident or worker_id()
 
     async def clean_scratch(ctx: dict[str, Any]) -> int:
         removed = await asyncio.to_thread(sweep_scratch, settings.scratch_dir, SCRATCH_MAX_AGE_S)
@@ -183,3 +186,23 @@ def build_worker(
         burst=burst,
         dequeue_timeout=dequeue_timeout,
     )
+
+
+def serve_workers(
+    settings: WorkerSettings,
+    *,
+    probe: GpuProbe = probe_gpus,
+    build_backend: BackendFactory = Selection.backend,
+) -> list[Worker]:
+    """`vexport serve`'s in-process workers. On a GPU machine the first is a GPU worker on the GPU
+    queue, which leaves `cpu`, VP9 and ProRes exports (routed to the CPU queue) to no one on a
+    one-machine install; so a CPU worker (`{worker_id()}:cpu`, no metrics port of its own) takes the
+    CPU queue beside it. On a machine without a usable GPU the one CPU worker takes the CPU queue."""
+    first = build_worker(settings, probe=probe, build_backend=build_backend)
+    if first.queue.name != settings.gpu_queue_name:
+        return [first]
+    cpu_settings = replace(settings, encoder=EncoderChoice.CPU.value, worker_queue=None, metrics_port=None)
+    return [
+        first,
+        build_worker(cpu_settings, probe=probe, build_backend=build_backend, ident=f"{worker_id()}:cpu"),
+    ]

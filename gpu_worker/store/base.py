@@ -82,6 +82,9 @@ class StoreSettings:
     local_root: Path = Path(".data/storage")
     bucket: str | None = None
     endpoint_url: str | None = None
+    public_endpoint_url: str | None = None
+    """Where browsers reach the same S3 server when `endpoint_url` is an internal address (compose's
+    `http://minio:9000`): only presigned download URLs are made for it; None: `endpoint_url`."""
     region: str | None = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)

@@ -155,6 +155,7 @@ class S3Store(Store):
             raise StoreError("the s3 store needs a bucket")
         self._bucket = settings.bucket
         self._endpoint_url = settings.endpoint_url
+        self._public_endpoint_url = settings.public_endpoint_url
         self._part_size = settings.part_size
         self._expiry_s = settings.presign_expiry_s
         self._checksums = settings.checksum_mode == "when_supported"
@@ -173,6 +174,7 @@ class S3Store(Store):
         )
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._public_client: Any = None
         self._client_lock = asyncio.Lock()
         # Aborts still running after their upload failed or was cancelled (strong refs, so they are not
         # garbage-collected); `aclose` waits for them before it closes the client they use.
@@ -182,10 +184,24 @@ class S3Store(Store):
         if self._client is None:
             async with self._client_lock:
                 if self._client is None:
-                    self._client = await self._stack.enter_async_context(
-                        self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
-                    )
+                    self._client = await self._open_client(self._endpoint_url)
         return self._client
+
+    async def _presigner(self) -> Any:
+        """The client that signs download URLs. SigV4 signs the host, so a URL for browsers must be
+        made on the public endpoint, not rewritten afterwards; this client signs and never connects."""
+        if self._public_endpoint_url is None:
+            return await self._s3()
+        if self._public_client is None:
+            async with self._client_lock:
+                if self._public_client is None:
+                    self._public_client = await self._open_client(self._public_endpoint_url)
+        return self._public_client
+
+    async def _open_client(self, endpoint_url: str | None) -> Any:
+        return await self._stack.enter_async_context(
+            self._session.client("s3", endpoint_url=endpoint_url, config=self._config)
+        )
 
     @asynccontextmanager
     async def open_writer(
@@ -261,7 +277,8 @@ class S3Store(Store):
                         )
 
     async def download_url(self, key: str, *, filename: str, expires_s: int | None = None) -> str:
-        """A presigned GET that makes S3 answer with our Content-Disposition (and Content-Type, if known)."""
+        """A presigned GET, on the public endpoint when there is one, that makes S3 answer with our
+        Content-Disposition (and Content-Type, if known)."""
         expires = self._expiry_s if expires_s is None else expires_s
         if not 0 < expires <= MAX_PRESIGN_S:
             raise ValueError(f"expires_s must be in 1..{MAX_PRESIGN_S}")
@@ -273,7 +290,7 @@ class S3Store(Store):
         content_type, _ = mimetypes.guess_type(sanitize_filename(filename), strict=False)
         if content_type:
             params["ResponseContentType"] = content_type
-        client = await self._s3()
+        client = await self._presigner()
         with _translated(key):
             return str(await client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
 

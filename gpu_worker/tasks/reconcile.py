@@ -1,10 +1,16 @@
 """The reconciler (SAQ cron, RECONCILE_CRON: every minute by default): no export stays 'processing'
-or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S and PENDING_GRACE_S.
+or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S, WORKER_TTL_S and
+PENDING_GRACE_S.
 
 - 'processing' whose SAQ job (key = export id) is gone, not active, or stuck (heartbeat or timeout
-  exceeded), or whose row has not been written for stale_after_s (a live attempt writes it at
-  least every 15 s): that attempt is dead. A job still marked active is finished as aborted, then
-  the row goes back to 'pending' and is re-enqueued, or fails with "worker lost (N attempts)" once
+  exceeded), or whose row has not been written for worker_ttl_s while the worker that claimed it
+  (`worker_id`) is no longer in the registry (its heartbeat expired: killed, or its machine died),
+  or, whatever the registry says, not written for stale_after_s (a live attempt writes it at
+  least every 15 s; this backstop also covers a worker that heartbeats but whose render hangs,
+  and the time the registry cannot be read): that attempt is dead. A worker that is merely slow
+  is still in the registry, so the registry rule never takes its export. A job still marked
+  active (a killed worker's job looks so until its SAQ heartbeat lapses) is finished as aborted,
+  then the row goes back to 'pending' and is re-enqueued, or fails with "worker lost (N attempts)" once
   MAX_ATTEMPTS claims were used.
 - 'pending' for over pending_after_s with no queued or running job (the enqueue after the API's
   insert was lost, or the last job ended without a claim): re-enqueued, or failed likewise.
@@ -29,9 +35,10 @@ from saq.job import Status
 
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
 from gpu_worker.progress import publish_progress
+from gpu_worker.registry import REGISTRY_ERRORS, live_worker_ids
 from gpu_worker.routing import ExportQueues, reroute_waiting
 from gpu_worker.rows import ExportRows, IdleExport
-from gpu_worker.settings import PENDING_GRACE_S, STALE_AFTER_S
+from gpu_worker.settings import PENDING_GRACE_S, STALE_AFTER_S, WORKER_TTL_S
 from gpu_worker.tasks.context import services_of
 from gpu_worker.tasks.enqueue import MAX_ATTEMPTS, enqueue_export
 
@@ -61,6 +68,7 @@ async def reconcile_exports(ctx: dict[str, Any]) -> dict[str, list[str]]:
             queue,
             services.redis,
             stale_after_s=settings.stale_after_s,
+            worker_ttl_s=settings.worker_ttl_s,
             pending_after_s=settings.pending_grace_s,
             unrouted=queue is queues.cpu,
         )
@@ -79,16 +87,19 @@ async def reconcile(
     *,
     max_attempts: int = MAX_ATTEMPTS,
     stale_after_s: float = STALE_AFTER_S,
+    worker_ttl_s: float = WORKER_TTL_S,
     pending_after_s: float = PENDING_GRACE_S,
     unrouted: bool = True,
 ) -> ReconcileReport:
     """The exports routed to `queue` (and, if `unrouted`, those from before routing, which were
     all on the queue that is now the CPU queue)."""
     report = ReconcileReport()
-    for row in await rows.idle(ExportStatus.PROCESSING, queue=queue.name, unrouted=unrouted):
+    processing = await rows.idle(ExportStatus.PROCESSING, queue=queue.name, unrouted=unrouted)
+    live = await _live_worker_ids(redis)
+    for row in processing:
         job = await queue.job(str(row.export_id))
         alive = job is not None and job.status is Status.ACTIVE and not job.stuck
-        if alive and row.idle_s < stale_after_s:
+        if alive and row.idle_s < stale_after_s and not _orphaned(row, live, worker_ttl_s):
             continue
         if job is not None and job.status in (Status.ACTIVE, Status.ABORTING):
             # Off the active list, so SAQ's sweeper does not retry it too and the key is free again.
@@ -111,6 +122,22 @@ async def reconcile(
         elif await enqueue_export(queue, row.export_id) is not None:
             report.requeued.append(str(row.export_id))
     return report
+
+
+async def _live_worker_ids(redis: Redis) -> frozenset[str] | None:
+    """The registry's live worker ids; None when it cannot be read (then only stale_after_s applies)."""
+    try:
+        return await live_worker_ids(redis)
+    except REGISTRY_ERRORS:
+        log.warning("reconciler: worker registry unreadable; only STALE_AFTER_S applies", exc_info=True)
+        return None
+
+
+def _orphaned(row: IdleExport, live: frozenset[str] | None, worker_ttl_s: float) -> bool:
+    """Its worker's heartbeat expired and the row has not been written for as long: the attempt is dead."""
+    if live is None or row.worker_id is None or row.worker_id in live:
+        return False
+    return row.idle_s >= worker_ttl_s
 
 
 async def _fail(

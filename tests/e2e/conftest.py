@@ -134,8 +134,6 @@ def worker_env(settings: Settings, data_dir: Path, scratch: Path) -> dict[str, s
         REDIS_URL=core.redis_url or "",
         QUEUE_NAME=core.queue_name,
         SCRATCH_DIR=str(scratch),
-        # SIGTERM hands a running export straight back; tests of the drain grace pass their own.
-        DRAIN_GRACE_S="0",
     )
     storage = core.storage
     if storage.backend == "s3":

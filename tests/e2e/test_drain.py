@@ -14,13 +14,15 @@ from tests.media import MadeVideo
 pytestmark = pytest.mark.slow
 
 DRAIN_WITHIN_S = 5.0
+NO_GRACE = {"DRAIN_GRACE_S": "0"}
+"""SIGTERM hands the running export straight back instead of letting it finish."""
 
 
 async def test_sigterm_mid_render_hands_the_export_back_and_another_worker_completes_it(
     deploy: Deploy, long_source: MadeVideo
 ) -> None:
     app = await deploy()
-    leaving = await app.start_worker()
+    leaving = await app.start_worker(env=NO_GRACE)
     export_id = (
         await app.export(await app.upload(long_source), {"resolution": "source", "quality": "high"})
     )["id"]

@@ -69,6 +69,7 @@ def export_out(export: m.Export) -> ExportOut:
     return ExportOut(
         id=export.id,
         video_id=export.video_id,
+        user_id=export.user_id,
         status=export.status,
         progress=export.progress,
         phase=export.phase,
@@ -84,6 +85,8 @@ def export_out(export: m.Export) -> ExportOut:
         encoder_requested=export.encoder_requested,
         encoder_used=export.encoder_used,
         fallback_reason=export.fallback_reason,
+        queue_name=export.queue_name,
+        worker_id=export.worker_id,
         attempt=export.attempt,
         error=export.error,
         created_at=export.created_at,

@@ -37,6 +37,8 @@ class ExportCreate(Struct, forbid_unknown_fields=True):
 class ExportOut(Struct):
     id: UUID
     video_id: UUID
+    user_id: UUID
+    """The owner: with `scope=all` an operator's list holds every user's exports."""
     status: ExportStatus
     progress: int
     phase: str | None
@@ -52,6 +54,11 @@ class ExportOut(Struct):
     encoder_requested: str
     encoder_used: str | None
     fallback_reason: str | None
+    queue_name: str | None
+    """The queue routing sent it to (the GPU or the CPU queue); None for exports from before routing."""
+    worker_id: str | None
+    """The registry id (`host:pid`) of the worker that claimed the latest attempt, kept once it
+    finished; None while the export waits in a queue (also after a hand-back)."""
     attempt: int
     error: str | None
     created_at: dt.datetime

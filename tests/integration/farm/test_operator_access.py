@@ -279,3 +279,30 @@ async def test_an_operator_lists_every_users_exports_and_anyone_else_gets_404_fo
     assert {alice_export, ops_export} <= {e["id"] for e in everyone.json()["items"]}
     assert [e["id"] for e in own.json()["items"]] == [ops_export]
     assert refused.status_code == 404
+
+
+async def test_an_operators_list_says_whose_each_export_is_where_it_is_queued_and_who_renders_it(
+    farm_settings: Settings, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", seconds=1, fps=10)
+    core = farm_settings.core
+    async with (
+        AsyncTestClient(create_app(farm_settings)) as alice,
+        AsyncTestClient(create_app(farm_settings)) as ops,
+    ):
+        waiting = await export_as(alice, "alice@example.com", clip.path)
+        claimed = await export_as(ops, "ops@example.com", clip.path)
+        alice_id = (await alice.get("/api/auth/me")).json()["id"]
+        ops_id = (await ops.get("/api/auth/me")).json()["id"]
+        await grant_operator(farm_settings, "ops@example.com")
+        rows = ExportRows.connect(core.async_database_url)
+        try:
+            assert await rows.claim(uuid.UUID(claimed), "render-box:7", core.cpu_queue_name) is not None
+        finally:
+            await rows.aclose()
+
+        listed = await ops.get("/api/exports", params={"scope": "all", "limit": 100})
+
+    farm = {e["id"]: (e["user_id"], e["queue_name"], e["worker_id"]) for e in listed.json()["items"]}
+    assert farm[waiting] == (alice_id, core.cpu_queue_name, None)
+    assert farm[claimed] == (ops_id, core.cpu_queue_name, "render-box:7")
