@@ -253,13 +253,15 @@ def unique_email() -> str:
     return f"editor-{uuid.uuid4().hex[:10]}@example.com"
 
 
-async def sign_up(page: Page) -> None:
-    """Create a fresh account through the sign-up form, which logs the browser in."""
+async def sign_up(page: Page) -> str:
+    """Create a fresh account through the sign-up form, which logs the browser in; its email."""
+    email = unique_email()
     await page.goto("/signup")
-    await page.get_by_label("Email").fill(unique_email())
+    await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign up").click()
     await expect(page).to_have_url(re.compile(r"/videos$"))
+    return email
 
 
 async def upload(page: Page, video: MadeVideo) -> str:

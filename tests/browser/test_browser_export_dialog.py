@@ -57,3 +57,15 @@ async def test_the_dialog_takes_focus_and_tab_never_leaves_it(page: Page, clip: 
     await controls.first.focus()
     await page.keyboard.press("Shift+Tab")
     assert await page.evaluate(IN_DIALOG), "Shift+Tab from the dialog's first control left the dialog"
+
+
+async def test_whole_video_marks_one_segment_from_zero_to_the_duration(page: Page, clip: MadeVideo) -> None:
+    await sign_up(page)
+    video_id = await upload(page, clip)
+    await page.goto(f"/videos/{video_id}")
+    assert await page.locator("#editor").get_attribute("data-duration") == "4.0"
+
+    await page.get_by_role("button", name="Whole video").click()
+    assert await page.locator("#segments-field").input_value() == '[{"start":"0","end":"4"}]'
+    dialog = await open_export_dialog(page)
+    await expect(dialog.locator("#export-segments-summary")).to_have_text("1 segment, 0:04.0 in total")

@@ -83,3 +83,23 @@ async def test_a_reload_shows_the_running_exports_live_state(
             "aria-valuenow", str(snapshot.percent)
         )
     await api_json(page, "DELETE", f"/api/exports/{ident}", status=204)
+
+
+async def test_live_progress_updates_a_rendering_card_in_place(
+    page: Page, service: LiveService, long_clip: MadeVideo
+) -> None:
+    """While the status stays, updates change the bar and the figures only: the Cancel button a person
+    is about to click stays the same element, so the click lands."""
+    card = await _long_export(page, long_clip)
+    card_id = await card.get_attribute("id")
+    await page.evaluate("(id) => { window.held = document.querySelector(`#${id} button`); }", card_id)
+    before = int(await card.get_by_role("progressbar").get_attribute("aria-valuenow") or "0")
+    await page.wait_for_function(
+        """([id, before]) => Number(document.querySelector(`#${id} [role=progressbar]`)
+            .getAttribute('aria-valuenow')) > before + 1""",
+        arg=[card_id, before],
+    )
+    held = "(id) => window.held.isConnected && window.held === document.querySelector(`#${id} button`)"
+    assert await page.evaluate(held, card_id)
+    await page.evaluate("window.held.click()")
+    await expect(card).to_have_attribute("data-status", "cancelled")

@@ -183,6 +183,11 @@ class ExportView:
     def created_label(self) -> str:
         return self.created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
+    @property
+    def created_key(self) -> str:
+        """`created` at fixed width in UTC, so the page's script orders exports by comparing strings."""
+        return self.created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
 
 def export_view(export: m.Export, video_name: str, live: ProgressMessage | None = None) -> ExportView:
     """The row as shown; `live` (a newer progress snapshot) supplies status, percent, phase, fps, ETA."""

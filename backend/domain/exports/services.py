@@ -39,6 +39,7 @@ from gpu_worker.contract import (
     decode_request,
     enc_hook,
     parse_seconds,
+    user_channel,
 )
 from gpu_worker.progress import publish_progress
 from gpu_worker.routing import ExportQueues
@@ -226,6 +227,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             ),
             auto_commit=True,
         )
+        await _announce_created(export, queue.redis)
         try:
             await enqueue_export(queue.of(route), export.id)
         except Exception:
@@ -362,6 +364,19 @@ def _history(
     if video_id is not None:
         query = query.where(m.Export.video_id == video_id)
     return query
+
+
+async def _announce_created(export: m.Export, redis: Redis) -> None:
+    """Tell the user's open sockets (other tabs' pages show it live); best effort, a page reload
+    finds it in Postgres. The row's own state as seq 0, on the user channel only and without a
+    snapshot, so the worker's numbering is untouched; sent before the job is queued, so it never
+    arrives after the worker's first message."""
+    try:
+        await redis.publish(
+            user_channel(export.user_id), msgspec.json.encode(progress_from_row(export, seq=0))
+        )
+    except Exception:
+        log.exception("could not announce the new export %s", export.id)
 
 
 async def _announce_cancel(export: m.Export, redis: Redis) -> None:

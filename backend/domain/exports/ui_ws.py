@@ -1,8 +1,10 @@
 """The web pages' live progress: `/ws/ui/exports` sends HTML fragments for htmx's ws extension.
 
-Each message is the export's card and its history row, rendered by the same partials as the pages;
-the extension swaps every top-level element into the element with the same id (out of band), so
-the video page updates its cards and the history page its rows from one stream. Ordering and
+Each update of an export is two messages, its card and its history row, rendered by the same
+partials as the pages (one element a message: a `<tr>` after an `<article>` in one HTML string would
+be dropped by the parser). The page's extension (frontend/static/exports.js) updates the element with
+the same id, or inserts a new export where it belongs, so the video page updates its cards and the
+history page its rows from one stream. Ordering and
 authentication are those of the JSON sockets (`ws.py`): subscribe, then send a snapshot of every
 active export, then forward only messages with a newer `seq`; a terminal message is rendered from
 Postgres, which holds the final state (size, encoder, error) before the worker announces it.
@@ -89,11 +91,9 @@ class LiveExports:
 
     async def _send(self, export: m.Export, name: str, live: ProgressMessage | None) -> None:
         view = export_view(export, name, live)
-        html = "".join(
-            self._engine.get_template(name).render(e=view)
-            for name in ("partials/export_card.html", "partials/history_row.html")
-        )
-        await self._socket.send_data(html, mode="text")
+        for template in ("partials/export_card.html", "partials/history_row.html"):
+            html = self._engine.get_template(template).render(e=view)
+            await self._socket.send_data(html, mode="text")
 
 
 @websocket("/ws/ui/exports")

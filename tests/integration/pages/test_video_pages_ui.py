@@ -256,7 +256,10 @@ async def test_the_video_page_renders_the_editor_contract(client: AsyncTestClien
         {"type": "hidden", "id": "segments-field", "name": "segments", "form": "export-form", "value": "[]"},
     )
     assert page.by_id("open-export")[0] == "button"
-    assert page.by_id("exports") == ("section", {"id": "exports", "aria-label": "Exports of this video"})
+    assert page.by_id("exports") == (
+        "section",
+        {"id": "exports", "aria-label": "Exports of this video", "data-video-id": video_id},
+    )
     assert page.by_id("mark-in")[1]["aria-keyshortcuts"] == "I"
     assert page.by_id("mark-out")[1]["aria-keyshortcuts"] == "O"
     assert page.by_id("editor")[1]["data-video-id"] == video_id

@@ -69,3 +69,15 @@ async def test_no_exports_shows_the_empty_state(browser: AsyncTestClient[Any]) -
     assert r.status_code == 200
     assert row_ids(r.text) == []
     assert "No exports yet." in r.text
+
+
+async def test_only_the_newest_page_takes_live_rows_and_it_names_its_filters(
+    browser: AsyncTestClient[Any], video_id: str
+) -> None:
+    for _ in range(3):
+        await start(browser, video_id)
+    first = await browser.get(f"/exports?limit=2&status=pending&video_id={video_id}")
+    body = f'<tbody id="history-body" data-status="pending" data-video-id="{video_id}"'
+    assert f"{body} data-live-insert>" in first.text
+    older = await browser.get(link(first.text, "Older") or "")
+    assert f"{body}>" in older.text

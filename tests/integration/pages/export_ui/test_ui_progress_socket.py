@@ -63,7 +63,11 @@ def browser_socket(live: str, acc: Account | None, origin: str | None = None) ->
 
 
 async def fragment(ws: ClientConnection) -> str:
-    return str(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+    """One update of an export: its card and its history row, a message each."""
+    card = str(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+    row = str(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+    assert (len(card_ids(card)), row_ids(card), card_ids(row), len(row_ids(row))) == (1, [], [], 1)
+    return card + row
 
 
 async def test_connecting_sends_the_card_and_row_of_each_active_export(
@@ -73,7 +77,7 @@ async def test_connecting_sends_the_card_and_row_of_each_active_export(
         html = await fragment(ws)
     assert (card_ids(html), row_ids(html)) == ([export_id], [export_id])
     assert f'<article id="export-{export_id}" class="export" data-status="pending"' in html
-    assert f'<tr id="history-{export_id}" class="history-row" data-status="pending">' in html
+    assert f'<tr id="history-{export_id}" class="history-row" data-status="pending"' in html
 
 
 async def test_a_published_progress_message_arrives_as_a_fragment(
@@ -136,3 +140,18 @@ async def test_a_cross_site_origin_is_closed_with_4403(live: str, owner: Account
     async with browser_socket(live, owner, origin="http://evil.example") as ws:
         messages, code = await rest_until_closed(ws)
     assert (messages, code) == ([], 4403)
+
+
+async def test_an_export_created_while_connected_arrives_with_its_video_and_created_time(
+    live: str, owner: Account, export_id: str
+) -> None:
+    headers = await csrf_headers(owner.http)
+    video_id = (await owner.http.get(f"/api/exports/{export_id}")).json()["video_id"]
+    async with browser_socket(live, owner) as ws:
+        await fragment(ws)
+        r = await owner.http.post(f"/videos/{video_id}/exports", data=FORM, headers=headers)
+        assert r.status_code == 201, r.text
+        (made,) = card_ids(r.text)
+        html = await fragment(ws)
+    assert (card_ids(html), row_ids(html)) == ([made], [made])
+    assert html.count(f'data-status="pending" data-video-id="{video_id}" data-created="') == 2
