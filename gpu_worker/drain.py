@@ -18,11 +18,10 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
 from saq import Worker
 from saq.job import Job
 
-from gpu_worker.queue import DEQUEUE_BACKOFF_BASE_S, DEQUEUE_BACKOFF_CAP_S, BackoffRedisQueue
+from gpu_worker.queue import BackoffRedisQueue
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +32,8 @@ DRAIN_KEY = "drain"
 class DrainableQueue(BackoffRedisQueue):
     """The worker's queue, which can stop handing out jobs without stopping the worker."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        name: str = "default",
-        *,
-        backoff_base_s: float = DEQUEUE_BACKOFF_BASE_S,
-        backoff_cap_s: float = DEQUEUE_BACKOFF_CAP_S,
-    ) -> None:
-        super().__init__(redis, name, backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._paused = False
         self._waiting: set[asyncio.Task[Any]] = set()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Self
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -65,7 +66,7 @@ class BackoffRedisQueue(RedisQueue):
         self._outage_since: float | None = None
 
     @classmethod
-    def connect_to(cls, url: str, name: str) -> BackoffRedisQueue:
+    def connect_to(cls, url: str, name: str) -> Self:
         # Not Queue.from_url: saq's generic one refuses unix:// (the embedded Redis socket).
         return cls(redis_client(url), name=name)
 

@@ -33,7 +33,7 @@ from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import StoreSettings
 from tests.e2e.conftest import WORKER_READY_TIMEOUT_S, WorkerProcess, eventually, worker_env
-from tests.fixtures.app import PASSWORD, make_settings
+from tests.fixtures.app import PASSWORD, forget_queue, make_settings
 from tests.fixtures.live import serve_app
 from tests.media import MadeVideo, make_video
 
@@ -189,9 +189,7 @@ async def live_service(
         worker = await _start_worker(settings, root / "worker", redis)
         stack.callback(worker.stop)
         yield LiveService(settings, f"http://{address}", redis, worker)
-        keys = [k async for k in redis.scan_iter(match=f"saq:*{core.queue_name}*")]
-        if keys:
-            await redis.delete(*keys)
+        await forget_queue(redis, core.queue_name)
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[m.ApiToken]):
         return token, row
 
     async def list_for(self, user_id: UUID) -> list[m.ApiToken]:
-        rows = await self.list(m.ApiToken.user_id == user_id, order_by=[("created_at", True)])
+        rows = await self.get_many(m.ApiToken.user_id == user_id, order_by=[("created_at", True)])
         return list(rows)
 
     async def revoke(self, user_id: UUID, token_id: UUID) -> m.ApiToken:

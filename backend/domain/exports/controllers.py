@@ -17,7 +17,15 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter, SkipValidation
+from litestar.params import (
+    FromPath,
+    FromQuery,
+    HeaderParameter,
+    JSONBody,
+    Parameter,
+    QueryParameter,
+    SkipValidation,
+)
 from litestar.response import Redirect, Stream
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -224,7 +232,7 @@ class ExportController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
         # Not named `scope`: Litestar reserves that name for the ASGI scope.
-        listed: Annotated[Literal["own", "all"], Parameter(query="scope")] = "own",
+        listed: Annotated[Literal["own", "all"], QueryParameter(name="scope")] = "own",
     ) -> ExportPage:
         owner: UUID | None = current_user.id
         if listed == "all":

@@ -290,7 +290,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             .where(m.Video.user_id == owner)
             .order_by(m.Video.created_at.desc())
         )
-        return {ident: name for ident, name in rows.tuples()}
+        return {ident: name for ident, name in rows}
 
     async def cancel(self, owner: UUID, export_id: UUID, queue: ExportQueues, redis: Redis) -> m.Export:
         """Cancel a pending or processing export and keep its record (the web page's Cancel):

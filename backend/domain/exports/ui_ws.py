@@ -87,7 +87,7 @@ class LiveExports:
                 .where(m.Export.user_id == self._user_id, condition)
                 .order_by(m.Export.created_at.desc())
             )
-            return [(export, name) for export, name in rows.tuples()]
+            return [(export, name) for export, name in rows]
 
     async def _send(self, export: m.Export, name: str, live: ProgressMessage | None) -> None:
         view = export_view(export, name, live)

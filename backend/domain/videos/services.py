@@ -71,7 +71,7 @@ class VideoService(SQLAlchemyAsyncRepositoryService[m.Video]):
         return video
 
     async def page(self, owner: UUID, limit: int, offset: int) -> tuple[list[m.Video], int]:
-        rows, total = await self.list_and_count(
+        rows, total = await self.get_many_and_count(
             LimitOffset(limit=limit, offset=offset), m.Video.user_id == owner, order_by=[("created_at", True)]
         )
         return list(rows), total

@@ -3,8 +3,6 @@ writing the row and the output object directly (the real worker has its own test
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from backend.domain.exports.fanout import client_name
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import Store, StoreSettings, new_key, open_store
-from tests.fixtures.app import csrf_headers, make_settings, register
+from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
 from tests.media import make_video
 
 MakeSettings = Callable[..., Settings]
@@ -40,20 +38,18 @@ async def make_export_settings(
 ) -> AsyncIterator[MakeSettings]:
     """Settings on the local store unless given one, with a queue of their own (so no other test's
     worker takes these jobs); the queue's keys are removed afterwards."""
-    queue_name = f"test-exports-{uuid.uuid4().hex[:8]}"
+    name = queue_name("test-exports")
 
     def factory(storage: StoreSettings | None = None, **web: Any) -> Settings:
         storage = storage or StoreSettings(
             backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32
         )
         made = make_settings(tmp_path, database_url, redis_url, storage, **web)
-        return dataclasses.replace(made, core=dataclasses.replace(made.core, queue_name=queue_name))
+        return on_queue(made, name)
 
     yield factory
     redis = Redis.from_url(redis_url)
-    keys = [k async for k in redis.scan_iter(match=f"saq:*{queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
+    await forget_queue(redis, name)
     await redis.aclose()
 
 
@@ -77,13 +73,6 @@ async def queue(export_settings: Settings) -> AsyncIterator[RedisQueue]:
     await q.connect()
     yield q
     await q.disconnect()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ from the real Postgres and Redis on every scrape."""
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.contract import ExportStatus
 from gpu_worker.store import StoreSettings
-from tests.fixtures.app import csrf_headers, make_settings, register
+from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
 from tests.media import make_video
 from tests.prom import parse, value
 
@@ -31,12 +29,10 @@ async def metrics_settings(
     """Settings with queues of their own, so the depth read here is this test's alone."""
     storage = StoreSettings(backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32)
     made = make_settings(tmp_path, database_url, redis_url, storage)
-    queue_name = f"test-metrics-{uuid.uuid4().hex[:8]}"
-    yield dataclasses.replace(made, core=dataclasses.replace(made.core, queue_name=queue_name))
+    name = queue_name("test-metrics")
+    yield on_queue(made, name)
     redis = Redis.from_url(redis_url)
-    keys = [k async for k in redis.scan_iter(match=f"saq:*{queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
+    await forget_queue(redis, name)
     await redis.aclose()
 
 

@@ -8,7 +8,6 @@ The live worker here is a real registry entry: a `Presence` heartbeating for a w
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from gpu_worker.rows import ExportRows
 from gpu_worker.store import open_store
 from gpu_worker.tasks.context import WorkerServices
 from gpu_worker.worker import build_worker
-from tests.fixtures.app import PASSWORD, csrf_headers, register
+from tests.fixtures.app import PASSWORD, csrf_headers, forget_queue, on_queue, queue_name, register
 from tests.media import make_video
 
 DRAIN_SEEN_WITHIN_S = 3.0
@@ -45,12 +44,10 @@ OPERATOR_PATHS = [
 @pytest.fixture
 async def farm_settings(settings: Settings, redis_url: str) -> AsyncIterator[Settings]:
     """The app's settings with a queue of its own, whose keys are removed afterwards."""
-    queue_name = f"test-farm-{uuid.uuid4().hex[:8]}"
-    yield dataclasses.replace(settings, core=dataclasses.replace(settings.core, queue_name=queue_name))
+    name = queue_name("test-farm")
+    yield on_queue(settings, name)
     redis = Redis.from_url(redis_url)
-    keys = [k async for k in redis.scan_iter(match=f"saq:*{queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
+    await forget_queue(redis, name)
     await redis.aclose()
 
 

@@ -16,8 +16,8 @@ SETTINGS_MODULES = (ROOT / "gpu_worker" / "settings.py", ROOT / "backend" / "lib
 def parse_vexport(args: Sequence[str]) -> tuple[str, dict[str, object]]:
     """Parse `vexport ARGS` as click would run it (without running it): the subcommand's name and
     its parameters; an unknown subcommand, option or bad value raises click's UsageError."""
-    with main.make_context("vexport", list(args)) as group:
-        name, command, rest = main.resolve_command(group, [*group.protected_args, *group.args])
+    with main.make_context("vexport", [], resilient_parsing=True) as group:
+        name, command, rest = main.resolve_command(group, list(args))
         assert name is not None
         assert command is not None
         with command.make_context(name, rest, parent=group) as ctx:

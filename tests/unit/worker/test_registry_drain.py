@@ -15,6 +15,7 @@ from saq.job import Job, Status
 
 from gpu_worker.drain import DrainableQueue, is_draining, start_drain
 from tests.e2e.conftest import eventually
+from tests.fixtures.app import forget_queue
 
 SLOTS = 2
 NOT_TAKEN_WITHIN_S = 0.5
@@ -27,9 +28,7 @@ async def queue(redis_url: str) -> AsyncIterator[DrainableQueue]:
     q = DrainableQueue.connect_to(redis_url, name)
     yield q
     redis = Redis.from_url(redis_url)
-    keys = [k async for k in redis.scan_iter(match=f"saq:*{name}*")]
-    if keys:
-        await redis.delete(*keys)
+    await forget_queue(redis, name)
     await redis.aclose()
     await q.disconnect()
 

@@ -59,13 +59,6 @@ StartPresence = Callable[..., Any]
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def start_presence(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIterator[StartPresence]:
     """`await start_presence(redis_url=..., report=..., gpu=...)`: a worker built by `build_worker`
     (not started) with its registry entry; every one is stopped and its clients closed afterwards."""

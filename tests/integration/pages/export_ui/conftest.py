@@ -6,9 +6,7 @@ worker itself is simulated by writing rows directly (the real one has its own te
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import StoreSettings
-from tests.fixtures.app import csrf_headers, make_settings, register
+from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
 from tests.media import make_video
 
 MakeSettings = Callable[..., Settings]
@@ -43,18 +41,16 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def make_ui_settings(
     tmp_path: Path, database_url: str, redis_url: str, db_engine: AsyncEngine
 ) -> AsyncIterator[MakeSettings]:
-    queue_name = f"test-ui-exports-{uuid.uuid4().hex[:8]}"
+    name = queue_name("test-ui-exports")
 
     def factory(**web: Any) -> Settings:
         storage = StoreSettings(backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32)
         made = make_settings(tmp_path, database_url, redis_url, storage, **web)
-        return dataclasses.replace(made, core=dataclasses.replace(made.core, queue_name=queue_name))
+        return on_queue(made, name)
 
     yield factory
     redis = Redis.from_url(redis_url)
-    keys = [k async for k in redis.scan_iter(match=f"saq:*{queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
+    await forget_queue(redis, name)
     await redis.aclose()
 
 

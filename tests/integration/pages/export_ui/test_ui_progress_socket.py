@@ -37,13 +37,6 @@ async def owner(live: str) -> AsyncIterator[Account]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def export_id(owner: Account, clip: Path) -> str:
     files = {"file": (clip.name, clip.read_bytes(), "video/mp4")}
     headers = await csrf_headers(owner.http)
