@@ -17,7 +17,6 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -32,6 +31,7 @@ from backend.domain.exports.fanout import Fanout
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
+from backend.lib.sessions import LazySessionConfig
 from backend.lib.settings import Settings
 from gpu_worker.store import Store, open_store
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> Litestar:
         engine_config=EngineConfig(pool_pre_ping=True, pool_size=10, max_overflow=10),
     )
     redis = Redis.from_url(settings.core.redis_url or "", decode_responses=False)
-    sessions = ServerSideSessionConfig(
+    sessions = LazySessionConfig(
         store="sessions",
         max_age=settings.session_max_age_s,
         secure=settings.secure_cookies,

@@ -148,3 +148,25 @@ async def test_password_is_stored_as_an_argon2id_hash(client: AsyncTestClient[An
         stored = (await conn.execute(text("select password_hash from users"))).scalar_one()
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
+
+
+async def test_a_bearer_request_starts_no_session(make_client: Any, redis: Any) -> None:
+    browser = await make_client()
+    await register(browser, "kim@example.com")
+    token = (
+        await browser.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(browser))
+    ).json()["token"]
+    before = {key async for key in redis.scan_iter(match="vexport:sessions*")}
+    script = await make_client()
+    r = await script.get("/api/videos", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+    assert {key async for key in redis.scan_iter(match="vexport:sessions*")} == before
+
+
+async def test_an_anonymous_page_view_stores_no_session(client: AsyncTestClient[Any], redis: Any) -> None:
+    before = {key async for key in redis.scan_iter(match="vexport:sessions*")}
+    r = await client.get("/login")
+    assert r.status_code == 200
+    assert "session=" not in r.headers.get("set-cookie", "")
+    assert {key async for key in redis.scan_iter(match="vexport:sessions*")} == before
