@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
+import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from backend.domain.farm.cli import workers_command
 from backend.lib.settings import Settings
 from gpu_worker.cli import gpu_info_command, render_command
-from gpu_worker.logs import LOG_FORMATS, LogFormat, configure_logging, parse_log_format
+from gpu_worker.logs import LOG_FORMATS, LogFormat, RedactTokens, configure_logging, parse_log_format
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +30,9 @@ def _setup_logging(settings: Settings, log_format: str | None = None) -> LogForm
     configure_logging(chosen, debug=settings.debug)
     return chosen
 
+
+CHILD_STOP_S = 30.0
+"""How long `serve` waits for its other API processes to finish their requests and stop."""
 
 LOG_FORMAT_OPTION = click.option(
     "--log-format",
@@ -61,54 +69,138 @@ def main() -> None:
 @click.option("--host", default=None, help="Bind address (default HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default PORT or 8000).")
 @click.option("--no-worker", is_flag=True, help="Do not run the in-process export worker.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API processes sharing the port, one core each (default API_PROCESSES or 1); "
+    "the in-process render worker runs in the first only.",
+)
 @LOG_FORMAT_OPTION
-def serve(host: str | None, port: int | None, no_worker: bool, log_format: str | None) -> None:
+def serve(
+    host: str | None, port: int | None, no_worker: bool, processes: int | None, log_format: str | None
+) -> None:
     """Run the API and an in-process worker (a GPU worker and a CPU worker on a GPU machine),
     starting embedded Postgres/Redis when no URLs are set."""
-    import uvicorn
     from uvicorn.config import LOGGING_CONFIG
-
-    from backend.server.asgi import create_app
-    from gpu_worker.worker import serve_workers
 
     settings = Settings.from_env()
     chosen = _setup_logging(settings, log_format)
     with services(settings) as ready:
         _migrate(ready)
-        app = create_app(ready)
-        # The imported code lives as long as the process: keep full collections from walking it
-        # (bench/ws.py, 1000 sockets: 150-350 ms pauses that stalled every socket's progress).
-        gc.collect()
-        gc.freeze()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host or ready.host,
-                port=port or ready.port,
-                log_level="info",
-                lifespan="on",
-                # uvicorn's own handlers print text; without them its records reach the JSON formatter.
-                log_config=None if chosen == "json" else LOGGING_CONFIG,
-            )
-        )
+        options: dict[str, Any] = {
+            "log_level": "info",
+            "lifespan": "on",
+            # uvicorn's own handlers print text; without them its records reach the JSON formatter.
+            "log_config": None if chosen == "json" else LOGGING_CONFIG,
+        }
+        sock = _listen(host or ready.host, port or ready.port)
+        count = processes or int(os.environ.get("API_PROCESSES") or 1)
+        children = [_fork_api(options, sock, ready) for _ in range(count - 1)]
+        try:
+            _serve_api(options, sock, ready, with_workers=ready.run_worker and not no_worker)
+        finally:
+            _stop_children(children)
+            sock.close()
 
-        async def run() -> None:
-            # A GPU worker comes with a CPU worker, so CPU-queue exports also render here.
-            workers = serve_workers(ready.core) if ready.run_worker and not no_worker else []
-            for worker in workers:
-                worker.SIGNALS = []  # uvicorn owns Ctrl-C here; it stops the server, which stops the workers
-            tasks = [asyncio.create_task(worker.start()) for worker in workers]
-            try:
-                await server.serve()
-            finally:
-                await asyncio.gather(*(worker.stop() for worker in workers))
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
 
-        # uvicorn re-raises the Ctrl-C it handled once it has shut down; stopping that way is normal.
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run())
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket every API process accepts on (bound before forking, inherited). Its
+    protocol is named: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    without it a response's second segment waits for a delayed ACK (about 40 ms a request)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _serve_api(
+    options: dict[str, Any],
+    sock: socket.socket,
+    ready: Settings,
+    *,
+    with_workers: bool,
+    parent: int | None = None,
+) -> None:
+    """One API process on the shared listening socket (the kernel spreads connections among the
+    processes); `with_workers` also runs the in-process render worker(s) on its loop, and an extra
+    process (`parent` set) stops by itself if `serve` is gone."""
+    import uvicorn
+
+    from backend.server.asgi import create_app
+    from gpu_worker.worker import serve_workers
+
+    app = create_app(ready)
+    # The imported code lives as long as the process: keep full collections from walking it
+    # (bench/ws.py, 1000 sockets: 150-350 ms pauses that stalled every socket's progress).
+    gc.collect()
+    gc.freeze()
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    for name in ("uvicorn.error", "uvicorn.access"):  # after Config: it (re)configures their handlers
+        logging.getLogger(name).addFilter(RedactTokens())
+
+    async def run() -> None:
+        # A GPU worker comes with a CPU worker, so CPU-queue exports also render here.
+        workers = serve_workers(ready.core) if with_workers else []
+        for worker in workers:
+            worker.SIGNALS = []  # uvicorn owns Ctrl-C here; it stops the server, which stops the workers
+        tasks = [asyncio.create_task(worker.start()) for worker in workers]
+        orphan_watch = asyncio.create_task(_exit_with(parent, server)) if parent is not None else None
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if orphan_watch is not None:
+                orphan_watch.cancel()
+            await asyncio.gather(*(worker.stop() for worker in workers))
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # uvicorn re-raises the Ctrl-C it handled once it has shut down; stopping that way is normal.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _fork_api(options: dict[str, Any], sock: socket.socket, ready: Settings) -> int:
+    """Fork an extra API process; it leaves with os._exit so the parent's exit handlers (the
+    embedded servers it started) never run in it."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    # Its own process group: the terminal's Ctrl-C reaches only `serve`, which then stops this
+    # process once (a second signal would make uvicorn abandon its graceful shutdown).
+    os.setpgid(0, 0)
+    code = 1
+    try:
+        _serve_api(options, sock, ready, with_workers=False, parent=parent)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+async def _exit_with(parent: int, server: Any) -> None:
+    """Stop this API process once `serve` (its parent) is gone, e.g. killed with SIGKILL."""
+    while os.getppid() == parent:  # noqa: ASYNC110 (nothing signals a parent's death: poll it)
+        await asyncio.sleep(1.0)
+    server.should_exit = True
+
+
+def _stop_children(pids: list[int]) -> None:
+    """Ask the other API processes to stop (they may have had the terminal's Ctrl-C already) and
+    reap them, so no process outlives `serve`."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_S
+    for pid in pids:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
 
 
 @main.command()

@@ -225,12 +225,33 @@ def process_stats(pid: int) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a local process (this one when None), from /proc."""
+    """User + system CPU seconds of a local process (this one when None), from /proc; for the server,
+    its other API processes (`serve --processes`) count too, its embedded Postgres/Redis do not."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
+    return sum(_own_cpu_seconds(p) for p in [pid, *_api_children(pid)])
+
+
+def _own_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _api_children(pid: int) -> list[int]:
+    """The forked API processes of server `pid`: its children running the same command line."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            if parent == pid and (entry / "cmdline").read_bytes() == command:
+                found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

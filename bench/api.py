@@ -167,12 +167,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     parser.add_argument("--requests", type=int, help="requests per endpoint (default 5000; --quick 300)")
     parser.add_argument("--seconds", type=float, help="also stop each phase after this many seconds")
+    parser.add_argument("--processes", type=int, default=1, help="API processes (serve --processes; 1)")
     args = parser.parse_args()
     requests = args.requests or (300 if args.quick else 5000)
     loadavg = os.getloadavg()
 
     print("starting the server ...", file=sys.stderr, flush=True)
-    with bench_server() as server:
+    with bench_server(args=["--processes", str(args.processes)]) as server:
         print(
             f"server pid {server.pid} at {server.base_url}; {args.clients} clients, "
             f"{requests} requests per endpoint",

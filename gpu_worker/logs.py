@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -75,6 +76,21 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """Blank API tokens in URLs: uvicorn logs a websocket handshake with its query string, and
+    `/ws/exports?token=vx_…` would otherwise put a working credential into the farm's logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def configure_logging(log_format: LogFormat, *, debug: bool = False) -> None:

@@ -1,31 +1,48 @@
-"""Server-side sessions in Redis that exist only once they hold something.
+"""Server-side sessions in Redis that exist only once they hold something, and get a new id at log-in.
 
 Litestar's backend stores the session of every response, an empty one included, under a new id
 with a cookie: each bearer-token API call and each anonymous page view would leave a 14-day key in
 Redis (unbounded growth anyone can drive) and cost a Redis write. Here a request that came without
-a session cookie and leaves its session empty stores nothing and sets no cookie; everything else
-(log-in, a live session, log-out clearing it) goes through Litestar unchanged.
+a session cookie and leaves its session empty stores nothing and sets no cookie.
+
+Litestar also keeps the id the browser sent, so a session id planted before log-in (session
+fixation) would become the logged-in session. `rotate_session` (called at log-in) makes this
+response store the session under a fresh id and delete the old one.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.types import Empty, HTTPResponseStartEvent, ScopeSession
 
+_ROTATED_ID = "vexport_rotated_session_id"
+
+
+def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Store this request's session under a new id (and drop the one the browser sent)."""
+    connection.scope.setdefault("state", {})[_ROTATED_ID] = secrets.token_hex(32)
+
 
 class LazySessionBackend(ServerSideSessionBackend):
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        rotated: str | None = connection.scope.get("state", {}).get(_ROTATED_ID)
+        return rotated or super().get_session_id(connection)
+
     async def store_in_message(
         self,
         scope_session: ScopeSession,
         message: HTTPResponseStartEvent,
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> None:
-        never_stored = self.config.key not in connection.cookies
-        if never_stored and (scope_session is Empty or not scope_session):
+        sent = connection.cookies.get(self.config.key)
+        if sent is None and (scope_session is Empty or not scope_session):
             return
+        if sent and connection.scope.get("state", {}).get(_ROTATED_ID):
+            await self.delete(sent, store=self.config.get_store_from_app(connection.scope["app"]))
         await super().store_in_message(scope_session, message, connection)
 
 

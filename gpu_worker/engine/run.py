@@ -6,6 +6,7 @@ The one entry point for the CLI and the export job, so both record the same enco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -65,29 +66,32 @@ def run_render(
     if report is None:
         report = GpuReport(driver_present=False) if choice is EncoderChoice.CPU else probe_gpus()
     selection = select_backend(choice, request.video_codec, report, strict=strict, gpu_index=gpu_index)
-    if breaker is not None and selection.device == "gpu" and (blocked := breaker.admit()) is not None:
-        selection = instead_on_cpu(selection, blocked)
 
-    def attempt(selection: Selection) -> RenderResult:
-        if selection.device == "gpu" and sessions is not None:
-            with sessions.hold(cancel):
-                return render_on(selection)
-        return render_on(selection)
+    def attempt(selection: Selection) -> tuple[Selection, RenderResult]:
+        """Render; a GPU render holds an NVENC session, and asks the breaker inside it (its
+        re-probe after a cool-down opens sessions too), going to the CPU when the circuit is open."""
+        if selection.device != "gpu":
+            return selection, render_on(selection)
+        with sessions.hold(cancel) if sessions is not None else contextlib.nullcontext():
+            blocked = breaker.admit() if breaker is not None else None
+            if blocked is None:
+                return selection, render_on(selection)
+        on_cpu = instead_on_cpu(selection, blocked)
+        return on_cpu, render_on(on_cpu)
 
     def render_on(selection: Selection) -> RenderResult:
         backend = build_backend(selection)
         return render(request, source_path, output_path, backend=backend, progress=progress, cancel=cancel)
 
     try:
-        result = attempt(selection)
+        selection, result = attempt(selection)
     except GpuBackendError as exc:
         if selection.device != "gpu":
             raise
         if breaker is not None:
             breaker.record_failure(exc.reason)
         log.warning("%s failed mid-render (%s); re-rendering on the CPU", selection.encoder_used, exc)
-        selection = after_gpu_failure(selection, exc)
-        result = attempt(selection)
+        selection, result = attempt(after_gpu_failure(selection, exc))
     return RenderOutcome(
         result=result,
         encoder_requested=str(selection.encoder_requested),

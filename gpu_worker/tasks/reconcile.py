@@ -31,7 +31,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from saq import Queue
-from saq.job import Status
+from saq.job import Job, Status
 
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
 from gpu_worker.progress import publish_progress
@@ -101,12 +101,14 @@ async def reconcile(
         alive = job is not None and job.status is Status.ACTIVE and not job.stuck
         if alive and row.idle_s < stale_after_s and not _orphaned(row, live, worker_ttl_s):
             continue
-        if job is not None and job.status in (Status.ACTIVE, Status.ABORTING):
-            # Off the active list, so SAQ's sweeper does not retry it too and the key is free again.
-            await queue.finish(job, Status.ABORTED, error=LOST_JOB_ERROR)
+        # The job is touched only by the run that won the row's conditional update: two reconcilers
+        # (one per queue) may see the same dead attempt, and the loser's job object may already be
+        # the winner's fresh job for the next attempt.
         if row.attempt >= max_attempts:
-            await _fail(rows, redis, row, ExportStatus.PROCESSING, report)
+            if await _fail(rows, redis, row, ExportStatus.PROCESSING, report):
+                await _release(queue, job)
         elif await rows.reset_to_pending(row.export_id, row.attempt):
+            await _release(queue, job)
             await _announce(redis, row, ExportStatus.PENDING)
             await enqueue_export(queue, row.export_id)
             report.requeued.append(str(row.export_id))
@@ -140,13 +142,22 @@ def _orphaned(row: IdleExport, live: frozenset[str] | None, worker_ttl_s: float)
     return row.idle_s >= worker_ttl_s
 
 
+async def _release(queue: Queue, job: Job | None) -> None:
+    """Take a dead attempt's job off the active list, so SAQ's sweeper does not retry it too and its
+    key is free for the next attempt's job."""
+    if job is not None and job.status in (Status.ACTIVE, Status.ABORTING):
+        await queue.finish(job, Status.ABORTED, error=LOST_JOB_ERROR)
+
+
 async def _fail(
     rows: ExportRows, redis: Redis, row: IdleExport, expected: ExportStatus, report: ReconcileReport
-) -> None:
+) -> bool:
     error = f"{LOST_JOB_ERROR} ({row.attempt} attempts)"
-    if await rows.fail(row.export_id, row.attempt, error, expected=expected):
-        await _announce(redis, row, ExportStatus.FAILED, error=error)
-        report.failed.append(str(row.export_id))
+    if not await rows.fail(row.export_id, row.attempt, error, expected=expected):
+        return False
+    await _announce(redis, row, ExportStatus.FAILED, error=error)
+    report.failed.append(str(row.export_id))
+    return True
 
 
 async def _announce(redis: Redis, row: IdleExport, status: ExportStatus, error: str | None = None) -> None:

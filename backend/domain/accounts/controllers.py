@@ -16,12 +16,15 @@ from backend.domain.accounts.deps import provide_token_service, provide_user_ser
 from backend.domain.accounts.schemas import Credentials, TokenCreate, TokenCreated, TokenOut, UserOut
 from backend.domain.accounts.services import ApiTokenService, UserService
 from backend.lib.auth import SESSION_USER_KEY
+from backend.lib.sessions import rotate_session
 
 
 def start_session(request: Request[Any, Any, Any], user: m.User) -> None:
-    """A fresh session for the user: the old id is dropped, so a planted session can't be reused."""
+    """A fresh session for the user under a new id: the old id is dropped, so a session id planted
+    before log-in can't be reused."""
     request.clear_session()
     request.set_session({SESSION_USER_KEY: str(user.id)})
+    rotate_session(request)
 
 
 class AuthController(Controller):

@@ -27,8 +27,9 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 
 
 def _safe_next(value: str | None) -> str:
-    """Only same-site paths, so `?next=` can't bounce a user to another site."""
-    if value and value.startswith("/") and not value.startswith("//"):
+    """Only same-site paths, so `?next=` can't bounce a user to another site (browsers read `/\\host`
+    like `//host`)."""
+    if value and value.startswith("/") and value[1:2] not in ("/", "\\"):
         return value
     return "/videos"
 

@@ -170,3 +170,21 @@ async def test_an_anonymous_page_view_stores_no_session(client: AsyncTestClient[
     assert r.status_code == 200
     assert "session=" not in r.headers.get("set-cookie", "")
     assert {key async for key in redis.scan_iter(match="vexport:sessions*")} == before
+
+
+async def test_log_in_gets_a_new_session_id_and_drops_a_planted_one(make_client: Any, redis: Any) -> None:
+    first = await make_client()
+    await register(first, "lee@example.com")
+    browser = await make_client()
+    headers = await csrf_headers(browser)
+    planted = "a" * 64
+    browser.cookies.set("session", planted)
+    r = await browser.post(
+        "/api/auth/login", json={"email": "lee@example.com", "password": PASSWORD}, headers=headers
+    )
+    assert r.status_code == 200
+    fresh = r.cookies["session"]
+    assert len(fresh) == 64
+    assert fresh != planted
+    assert await redis.exists(f"vexport:sessions:{planted}") == 0
+    assert await redis.exists(f"vexport:sessions:{fresh}") == 1

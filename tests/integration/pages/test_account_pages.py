@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.fixtures.app import PASSWORD, register
@@ -60,7 +61,8 @@ async def test_a_wrong_password_shows_the_error_in_the_form(make_client: Any) ->
     assert 'value="form@example.com"' in r.text
 
 
-async def test_log_in_follows_next_but_only_to_this_site(make_client: Any) -> None:
+@pytest.mark.parametrize("elsewhere", ["//evil.example", "/\\evil.example", "https://evil.example/"])
+async def test_log_in_follows_next_but_only_to_this_site(make_client: Any, elsewhere: str) -> None:
     await register(await make_client(), "next@example.com")
     browser = await make_client()
     page = await browser.get("/login")
@@ -69,7 +71,7 @@ async def test_log_in_follows_next_but_only_to_this_site(make_client: Any) -> No
         data={
             "email": "next@example.com",
             "password": PASSWORD,
-            "next": "//evil.example",
+            "next": elsewhere,
             "_csrf_token": form_token(page.text),
         },
         follow_redirects=False,

@@ -51,10 +51,10 @@ def serve(tmp_path: Path) -> Iterator[object]:
     env.pop("SECRET_KEY", None)
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> tuple[str, subprocess.Popen[bytes]]:
+    def start(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "serve", "--port", str(port)],
+            [sys.executable, "-m", "backend", "serve", "--port", str(port), *args],
             cwd=tmp_path,
             env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
             stdout=subprocess.DEVNULL,
@@ -106,3 +106,17 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(serve, tmp_
     assert send_credentials(base, "/api/auth/login") == 200
     assert stop(proc) == 0
     assert processes_mentioning(data) == []
+
+
+def test_serve_with_two_api_processes_answers_on_one_port_and_stops_both(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base, proc = serve("--processes", "2", "--no-worker")
+    wait_ready(base, proc)
+    api = [
+        p for p in psutil.Process(proc.pid).children() if p.cmdline() == psutil.Process(proc.pid).cmdline()
+    ]
+    assert len(api) == 1  # the second API process, forked by serve
+    assert all(httpx.get(f"{base}/ready", timeout=5).status_code == 200 for _ in range(20))
+
+    assert stop(proc) == 0
+    assert not api[0].is_running()
+    assert processes_mentioning(tmp_path / ".data") == []

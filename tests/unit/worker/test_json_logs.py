@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpu_worker.logs import JsonFormatter, bind_attempt, bind_job
+from gpu_worker.logs import JsonFormatter, RedactTokens, bind_attempt, bind_job
 from gpu_worker.settings import WorkerSettings
 
 
@@ -103,3 +103,19 @@ def test_log_format_comes_from_the_environment(raw: str | None, parsed: str) -> 
 def test_an_unknown_log_format_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="LOG_FORMAT must be one of text, json, not 'yaml'"):
         WorkerSettings.from_env({"SECRET_KEY": "k" * 32, "LOG_FORMAT": "yaml"})
+
+
+def test_an_api_token_in_a_logged_websocket_url_is_redacted() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/exports?token=vx_secret123&since=4"),
+        None,
+    )
+    assert RedactTokens().filter(record) is True
+    assert (
+        record.getMessage() == '127.0.0.1:5000 - "WebSocket /ws/exports?token=[redacted]&since=4" [accepted]'
+    )
