@@ -42,8 +42,9 @@ def create_app(settings: Settings) -> Litestar:
     from backend.domain.accounts.controllers import AuthController, TokenController
     from backend.domain.accounts.pages import AccountPages, TokenPages
     from backend.domain.exports.controllers import ExportController, SignedFileController
-    from backend.domain.exports.pages import ExportPages, register_templates
+    from backend.domain.exports.pages import ExportPages
     from backend.domain.exports.ui_ws import ui_exports_socket
+    from backend.domain.exports.views import register_templates
     from backend.domain.exports.ws import export_progress_socket, user_exports_socket
     from backend.domain.farm.controllers import WorkerController
     from backend.domain.farm.pages import OperatorPages

@@ -1,18 +1,12 @@
 """Export pages (htmx): the export dialog's submit, Cancel / Re-run / Delete, and the history page.
 
 Every request goes through the same `ExportService` and render contract as the JSON API, so the
-rules live in one place; this module only turns their errors into inline form messages. Cards and
-history rows are rendered from one `ExportView`, by the same partials the live socket
-(`ui_ws.py`) renders, so a page load and a live update can never disagree on the markup.
+rules live in one place (forms.py turns their errors into inline messages); cards and history rows
+come from views.py, shared with the live socket.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
-import json
-import re
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
@@ -30,6 +24,7 @@ from litestar.response import Template
 from backend.db import models as m
 from backend.domain.exports.controllers import QueueDep, RedisDep, provide_queue, provide_redis
 from backend.domain.exports.deps import provide_export_service
+from backend.domain.exports.forms import ExportForm, FormError, check_timeline
 from backend.domain.exports.schemas import ExportCreate
 from backend.domain.exports.services import (
     ExportConflict,
@@ -37,291 +32,16 @@ from backend.domain.exports.services import (
     UnprocessableExport,
     check_rate_limit,
     encode_cursor,
-    to_render_request,
 )
+from backend.domain.exports.views import export_view
 from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.services import VideoService
 from backend.lib.deps import SettingsDep, StoreDep
-from gpu_worker.contract import (
-    FORMAT_CODECS,
-    TERMINAL_STATUSES,
-    Codec,
-    EncoderChoice,
-    ExportStatus,
-    Format,
-    Mode,
-    ProgressMessage,
-    Quality,
-    RenderRequest,
-    Resolution,
-)
+from gpu_worker.contract import ExportStatus
 
 HISTORY_PAGE_SIZE = 20
 CREATED_EVENT = "export-created"
 """Triggered (HX-Trigger) when the dialog started an export; the dialog's script closes it then."""
-FIELDS = ("segments", "resolution", "quality", "format", "codec", "mode", "encoder")
-"""The request's fields, named as the API names them; each has its `#error-{field}` slot in the form."""
-_SEGMENT_FIELD = re.compile(r"segments\[(\d+)\]")
-
-
-# ---------------------------------------------------------------------------------------------
-# The dialog's choices, read from the render contract (labels are the only thing added here).
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    value: str
-    label: str
-
-
-_RESOLUTION_LABELS = {Resolution.SOURCE: "Source (no scaling)", Resolution.P2160: "2160p (4K)"}
-_CODEC_LABELS = {
-    Codec.H264: "H.264",
-    Codec.HEVC: "HEVC (H.265)",
-    Codec.AV1: "AV1",
-    Codec.VP9: "VP9",
-    Codec.PRORES: "ProRes",
-}
-_MODE_LABELS = {Mode.SINGLE: "Single file", Mode.CLIPS: "Separate clips (ZIP)"}
-_ENCODER_LABELS = {EncoderChoice.AUTO: "Auto", EncoderChoice.GPU: "GPU", EncoderChoice.CPU: "CPU"}
-
-
-@dataclass(frozen=True, slots=True)
-class ExportOptions:
-    """What the export dialog offers, with the contract's defaults preselected."""
-
-    resolutions: tuple[Choice, ...]
-    qualities: tuple[Choice, ...]
-    formats: tuple[Choice, ...]
-    codecs: tuple[Choice, ...]
-    modes: tuple[Choice, ...]
-    encoders: tuple[Choice, ...]
-    format_codecs: dict[str, list[str]]
-    """Which codecs each format allows, first the default; the dialog's script narrows Codec with it."""
-    defaults: dict[str, str]
-
-    @property
-    def format_codecs_json(self) -> str:
-        return json.dumps(self.format_codecs)
-
-    @property
-    def codec_labels_json(self) -> str:
-        return json.dumps({c.value: c.label for c in self.codecs})
-
-    def codecs_for(self, format: str, current: str | None = None) -> tuple[Choice, ...]:
-        """The codecs `format` allows, in the contract's order (its default first); all of them for
-        an unknown format, and the `current` one too when it is not allowed (its error explains it)."""
-        allowed = self.format_codecs.get(format)
-        if allowed is None:
-            return self.codecs
-        wanted = [*allowed, *([current] if current and current not in allowed else [])]
-        by_value = {c.value: c for c in self.codecs}
-        return tuple(by_value[v] for v in wanted if v in by_value)
-
-    def label(self, kind: str, value: str | None) -> str:
-        for choice in getattr(self, kind):
-            if choice.value == value:
-                return str(choice.label)
-        return value or ""
-
-
-def _export_options() -> ExportOptions:
-    default = RenderRequest()
-    return ExportOptions(
-        resolutions=tuple(Choice(r.value, _RESOLUTION_LABELS.get(r, r.value)) for r in Resolution),
-        qualities=tuple(Choice(q.value, q.value.capitalize()) for q in Quality),
-        formats=tuple(Choice(f.value, f.value.upper()) for f in Format),
-        codecs=tuple(Choice(c.value, _CODEC_LABELS[c]) for c in Codec),
-        modes=tuple(Choice(mo.value, _MODE_LABELS[mo]) for mo in Mode),
-        encoders=tuple(Choice(e.value, _ENCODER_LABELS[e]) for e in EncoderChoice),
-        format_codecs={f.value: [c.value for c in codecs] for f, codecs in FORMAT_CODECS.items()},
-        defaults={
-            "resolution": default.resolution,
-            "quality": default.quality,
-            "format": default.format,
-            "codec": default.video_codec,
-            "mode": default.mode,
-            "encoder": default.encoder,
-        },
-    )
-
-
-EXPORT_OPTIONS = _export_options()
-
-
-# ---------------------------------------------------------------------------------------------
-# One view of an export for cards and history rows: the row, optionally overlaid by live progress.
-
-
-@dataclass(frozen=True, slots=True)
-class ExportView:
-    id: UUID
-    video_id: UUID
-    video_name: str
-    status: str
-    percent: int
-    phase: str | None
-    fps: str | None
-    eta: str | None
-    encoder_badge: str | None
-    encoder_used: str | None
-    fallback_reason: str | None
-    error: str | None
-    settings: str
-    created: dt.datetime
-    size: str | None
-
-    @property
-    def active(self) -> bool:
-        return self.status not in TERMINAL_STATUSES
-
-    @property
-    def completed(self) -> bool:
-        return self.status == ExportStatus.COMPLETED
-
-    @property
-    def created_label(self) -> str:
-        return self.created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    @property
-    def created_key(self) -> str:
-        """`created` at fixed width in UTC, so the page's script orders exports by comparing strings."""
-        return self.created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def export_view(export: m.Export, video_name: str, live: ProgressMessage | None = None) -> ExportView:
-    """The row as shown; `live` (a newer progress snapshot) supplies status, percent, phase, fps, ETA."""
-    status = live.status if live else export.status
-    encoder_used = (live.encoder_used if live else None) or export.encoder_used
-    phase = (live.phase if live else export.phase) if status not in TERMINAL_STATUSES else None
-    return ExportView(
-        id=export.id,
-        video_id=export.video_id,
-        video_name=video_name,
-        status=status,
-        percent=100 if status == ExportStatus.COMPLETED else (live.percent if live else export.progress),
-        phase=phase,
-        fps=f"{live.fps:.0f} fps" if live and live.fps > 0 and status not in TERMINAL_STATUSES else None,
-        eta=_eta(live.eta_s) if live and live.eta_s is not None and status not in TERMINAL_STATUSES else None,
-        encoder_badge=("GPU" if "nvenc" in encoder_used else "CPU") if encoder_used else None,
-        encoder_used=encoder_used,
-        fallback_reason=(live.fallback_reason if live else None) or export.fallback_reason,
-        error=(live.error if live else None) or export.error,
-        settings=_settings(export),
-        created=export.created_at,
-        size=_size(export.size_bytes) if status == ExportStatus.COMPLETED else None,
-    )
-
-
-def _settings(export: m.Export) -> str:
-    o = EXPORT_OPTIONS
-    parts = [
-        o.label("resolutions", export.resolution),
-        o.label("qualities", export.quality),
-        f"{o.label('formats', export.format)} · {o.label('codecs', export.codec)}",
-        o.label("modes", export.mode),
-        f"encoder {o.label('encoders', export.encoder_requested)}",
-    ]
-    return " · ".join(parts)
-
-
-def _eta(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s left"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s left"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min left"
-
-
-def _size(size_bytes: int | None) -> str | None:
-    if size_bytes is None:
-        return None
-    if size_bytes < 1_000_000:
-        return f"{size_bytes / 1000:.0f} kB"
-    return f"{size_bytes / 1_000_000:.1f} MB"
-
-
-def register_templates(engine: JinjaTemplateEngine) -> None:
-    """Template globals: the dialog's choices (so the contract is read in one place) and the view
-    builder, which lets the video page's cards render straight from its `exports` rows."""
-    engine.engine.globals["export_options"] = EXPORT_OPTIONS
-    engine.engine.globals["export_view"] = export_view
-
-
-# ---------------------------------------------------------------------------------------------
-# The dialog's form: parse, check, and turn every refusal into a message next to its field.
-
-
-class FormError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass
-class ExportForm:
-    """What the dialog submitted (kept to re-render it) and what was wrong with it."""
-
-    values: dict[str, str]
-    errors: dict[str, str] = field(default_factory=dict)
-    problem: str | None = None
-    """A refusal of the whole request (too many exports, video not ready), shown above the buttons."""
-
-    @classmethod
-    def from_data(cls, data: dict[str, str]) -> ExportForm:
-        values = {**EXPORT_OPTIONS.defaults, **{k: data[k] for k in FIELDS if data.get(k)}}
-        if not data.get("codec"):  # the format's default codec, as the contract fills it
-            values["codec"] = EXPORT_OPTIONS.format_codecs.get(values["format"], [""])[0]
-        return cls(values)
-
-    def request(self) -> ExportCreate:
-        """The API's request shape; its own checks (types, enums) name the field they reject."""
-        try:
-            segments = json.loads(self.values.get("segments") or "[]")
-        except json.JSONDecodeError as exc:
-            raise FormError(
-                "segments", "The segment list could not be read; mark the segments again."
-            ) from exc
-        payload = {k: v for k, v in self.values.items() if k != "segments"}
-        try:
-            return msgspec.convert({**payload, "segments": segments}, ExportCreate)
-        except msgspec.ValidationError as exc:
-            where = str(exc).partition(" - at `$.")[2].rstrip("`")
-            name = re.split(r"[.\[]", where, maxsplit=1)[0] or "segments"
-            if name == "segments":
-                raise FormError("segments", _segment_message(where, str(exc))) from exc
-            raise FormError(name, f"Choose one of the offered {name} options.") from exc
-
-    def refuse(self, field: str, message: str) -> None:
-        name = re.split(r"[.\[]", field.removeprefix("body."), maxsplit=1)[0]
-        name = name if name in FIELDS else "segments"
-        self.errors[name] = _segment_message(field, message) if name == "segments" else message
-
-
-def _segment_message(where: str, message: str) -> str:
-    message = message.partition(" - at `")[0]
-    match = _SEGMENT_FIELD.search(where)
-    if match is None:
-        return message[:1].upper() + message[1:]
-    part = where.rpartition(".")[2]
-    subject = f"{part} " if part in ("start", "end") else ""
-    return f"Segment {int(match.group(1)) + 1}: {subject}{message}"
-
-
-def check_timeline(data: ExportCreate) -> None:
-    """The editor's own rules on top of the contract's: the API reads no segments as the whole video
-    and allows a span twice, but in the dialog those are always a slip (nothing marked, or a span
-    marked twice), so they are refused here before the contract's checks."""
-    render = to_render_request(data)
-    if not render.segments:
-        raise FormError("segments", "Mark at least one segment (Mark in, then Mark out) to export.")
-    ordered = sorted(enumerate(render.segments, start=1), key=lambda item: (item[1].start, item[1].end))
-    for (i, first), (j, second) in itertools.pairwise(ordered):
-        if second.start < first.end:
-            a, b = sorted((i, j))
-            raise FormError("segments", f"Segments {a} and {b} overlap; remove or shorten one of them.")
 
 
 class View(StrEnum):

@@ -22,8 +22,8 @@ from sqlalchemy import or_, select
 
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
-from backend.domain.exports.pages import export_view
 from backend.domain.exports.services import ACTIVE
+from backend.domain.exports.views import export_view
 from backend.domain.exports.ws import admit, until_disconnect
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, user_channel
 from gpu_worker.progress import read_snapshot
