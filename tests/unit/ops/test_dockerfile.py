@@ -63,7 +63,7 @@ def test_vexport_is_the_entry_point_and_the_default_command_is_a_real_one() -> N
     )
     assert parse_vexport(json.loads(command)) == (
         "serve",
-        {"host": "0.0.0.0", "port": 8000, "no_worker": True, "log_format": None},
+        {"host": "0.0.0.0", "port": 8000, "no_worker": True, "processes": None, "log_format": None},
     )
 
 
