@@ -19,17 +19,8 @@ from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import Store, StoreSettings, new_key, open_store
 from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
-from tests.media import make_video
 
 MakeSettings = Callable[..., Settings]
-
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 s, 25 fps, 320x180 with audio; uploaded as "holiday clip.mp4"."""
-    path = tmp_path_factory.mktemp("media") / "holiday clip.mp4"
-    make_video(path, seconds=2, fps=25, width=320, height=180)
-    return path
 
 
 @pytest.fixture

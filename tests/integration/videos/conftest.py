@@ -12,7 +12,7 @@ from backend.server.asgi import create_app
 from gpu_worker.settings import MiB
 from gpu_worker.store import StoreSettings
 from tests.fixtures.app import make_settings, register
-from tests.media import make_garbage, make_truncated, make_video
+from tests.media import make_garbage, make_truncated
 
 
 @pytest.fixture
@@ -28,14 +28,6 @@ async def app_client(any_store_settings: Settings) -> AsyncIterator[AsyncTestCli
     async with AsyncTestClient(app=create_app(any_store_settings)) as c:
         await register(c, "owner@example.com")
         yield c
-
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 s, 25 fps, 320x180 H.264 + AAC stereo 48 kHz in MP4."""
-    path = tmp_path_factory.mktemp("media") / "holiday clip.mp4"
-    make_video(path, seconds=2, fps=25, width=320, height=180)
-    return path
 
 
 @pytest.fixture(scope="session")
