@@ -17,31 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.domain.exports.fanout import client_name
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
-from gpu_worker.store import Store, StoreSettings, new_key, open_store
-from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
-
-MakeSettings = Callable[..., Settings]
-
-
-@pytest.fixture
-async def make_export_settings(
-    tmp_path: Path, database_url: str, redis_url: str, db_engine: AsyncEngine
-) -> AsyncIterator[MakeSettings]:
-    """Settings on the local store unless given one, with a queue of their own (so no other test's
-    worker takes these jobs); the queue's keys are removed afterwards."""
-    name = queue_name("test-exports")
-
-    def factory(storage: StoreSettings | None = None, **web: Any) -> Settings:
-        storage = storage or StoreSettings(
-            backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32
-        )
-        made = make_settings(tmp_path, database_url, redis_url, storage, **web)
-        return on_queue(made, name)
-
-    yield factory
-    redis = Redis.from_url(redis_url)
-    await forget_queue(redis, name)
-    await redis.aclose()
+from gpu_worker.store import Store, new_key, open_store
+from tests.fixtures.app import MakeSettings, csrf_headers, register
 
 
 @pytest.fixture

@@ -13,41 +13,21 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 from saq.queue.redis import RedisQueue
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
-from gpu_worker.store import StoreSettings
-from tests.fixtures.app import csrf_headers, forget_queue, make_settings, on_queue, queue_name, register
+from tests.fixtures.app import MakeSettings, csrf_headers, register
 
-MakeSettings = Callable[..., Settings]
 Sql = Callable[..., Awaitable[Any]]
 HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
-async def make_ui_settings(
-    tmp_path: Path, database_url: str, redis_url: str, db_engine: AsyncEngine
-) -> AsyncIterator[MakeSettings]:
-    name = queue_name("test-ui-exports")
-
-    def factory(**web: Any) -> Settings:
-        storage = StoreSettings(backend="local", local_root=tmp_path / "storage", signing_secret="t" * 32)
-        made = make_settings(tmp_path, database_url, redis_url, storage, **web)
-        return on_queue(made, name)
-
-    yield factory
-    redis = Redis.from_url(redis_url)
-    await forget_queue(redis, name)
-    await redis.aclose()
-
-
-@pytest.fixture
-def ui_settings(make_ui_settings: MakeSettings) -> Settings:
-    return make_ui_settings()
+def ui_settings(make_export_settings: MakeSettings) -> Settings:
+    return make_export_settings()
 
 
 async def logged_in(settings: Settings, email: str) -> AsyncTestClient[Any]:

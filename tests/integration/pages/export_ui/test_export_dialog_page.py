@@ -87,9 +87,9 @@ async def test_an_invalid_field_comes_back_inline_next_to_its_control(
 
 
 async def test_the_active_export_limit_is_shown_in_the_form(
-    make_ui_settings: MakeSettings, clip: Any, sql: Sql
+    make_export_settings: MakeSettings, clip: Any, sql: Sql
 ) -> None:
-    browser = await logged_in(make_ui_settings(max_active_exports=1), "busy@example.com")
+    browser = await logged_in(make_export_settings(max_active_exports=1), "busy@example.com")
     try:
         video = await upload(browser, clip)
         await start(browser, video)
