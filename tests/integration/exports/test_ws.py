@@ -6,7 +6,6 @@ Messages are published the way the worker does, through `gpu_worker.progress.pub
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -15,26 +14,17 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 
 from backend.lib.settings import Settings
-from backend.server.asgi import create_app
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage, export_channel
 from gpu_worker.progress import publish_progress
 from tests.fixtures.app import csrf_headers
-from tests.fixtures.live import Account, account, recv, rest_until_closed, serve_app
+from tests.fixtures.live import Account, account, recv, rest_until_closed
 from tests.integration.exports.conftest import Sql, drop_fanout_connection
 
 
 @pytest.fixture
-async def live(export_settings: Settings) -> AsyncIterator[str]:
-    """`host:port` of the app served by uvicorn on this test's event loop."""
-    async with serve_app(create_app(export_settings)) as address:
-        yield address
-
-
-@pytest.fixture
-async def owner(live: str) -> AsyncIterator[Account]:
-    acc = await account(live, "owner@example.com")
-    yield acc
-    await acc.http.aclose()
+def live_settings(export_settings: Settings) -> Settings:
+    """What `live` serves (see tests/integration/conftest.py)."""
+    return export_settings
 
 
 @pytest.fixture

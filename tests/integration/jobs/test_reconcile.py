@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from saq.job import Status
+from redis.asyncio import Redis
+from saq.job import Job, Status
+from saq.queue.redis import RedisQueue
 from saq.utils import now
 
 from gpu_worker.contract import ExportStatus, Phase, RenderRequest, export_channel
 from gpu_worker.rows import ExportRows
 from gpu_worker.settings import PENDING_GRACE_S
 from gpu_worker.tasks.enqueue import enqueue_export
-from gpu_worker.tasks.reconcile import reconcile
+from gpu_worker.tasks.reconcile import ReconcileReport, reconcile
 from tests.integration.jobs.farm import Farm, messages_until_terminal, next_message
 from tests.media import MadeVideo
+
+STEP_TIMEOUT_S = 10.0
+
+
+class HeldAfterJobRead(RedisQueue):
+    """The farm's queue as a second worker process sees it, whose first job lookup is answered and
+    then held until `resume` is set: a reconciler run that read a dead attempt's job just before
+    another run recovered that attempt, so it acts on a stale row and a stale job."""
+
+    def __init__(self, redis_url: str, name: str) -> None:
+        super().__init__(Redis.from_url(redis_url), name=name)
+        self.job_read = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def job(self, job_key: str) -> Job | None:
+        job = await super().job(job_key)
+        if not self.job_read.is_set():
+            self.job_read.set()
+            await self.resume.wait()
+        return job
 
 
 async def export_row(
@@ -80,6 +103,34 @@ async def test_an_export_out_of_attempts_fails_as_worker_lost(
     assert row["finished_at"] is not None
     assert (failed.status, failed.error) == (ExportStatus.FAILED, "worker lost (3 attempts)")
     assert await farm.queue.job(str(export_id)) is None
+
+
+async def test_two_reconcilers_that_see_the_same_dead_attempt_requeue_it_once_and_keep_its_new_job(
+    farm: Farm, rows: ExportRows, clip: MadeVideo, redis_url: str
+) -> None:
+    export_id = await export_row(farm, clip, "processing", attempt=1)
+    await running_job(farm, export_id, silent_for_s=120)
+    late_queue = HeldAfterJobRead(redis_url, farm.queue.name)
+    late_run: asyncio.Task[ReconcileReport] = asyncio.create_task(reconcile(rows, late_queue, farm.redis))
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            await late_queue.job_read.wait()
+
+        first = await reconcile(rows, farm.queue, farm.redis)
+        late_queue.resume.set()
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            late = await late_run
+    finally:
+        late_run.cancel()
+        await late_queue.disconnect()
+
+    assert (first.requeued, first.failed) == ([str(export_id)], [])
+    assert (late.requeued, late.failed) == ([], [])
+    row = await farm.row(export_id)
+    assert (row["status"], row["attempt"]) == (ExportStatus.PENDING, 1)
+    job = await farm.queue.job(str(export_id))
+    assert job is not None
+    assert (job.status, job.attempts, job.error) == (Status.QUEUED, 0, None)
 
 
 async def test_a_live_job_is_left_alone_and_a_silent_one_is_replaced(

@@ -7,7 +7,6 @@ published the way the worker does, through `gpu_worker.progress.publish_progress
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,17 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend.lib.settings import Settings
-from backend.server.asgi import create_app
 from gpu_worker.contract import ExportStatus, Phase, ProgressMessage
 from gpu_worker.progress import publish_progress
 from tests.fixtures.app import csrf_headers
-from tests.fixtures.live import RECV_TIMEOUT_S, Account, account, rest_until_closed, serve_app
+from tests.fixtures.live import RECV_TIMEOUT_S, Account, rest_until_closed
 from tests.integration.pages.export_ui.conftest import FORM, Sql, card_ids, row_ids
 
 
 @pytest.fixture
-async def live(ui_settings: Settings) -> AsyncIterator[str]:
-    async with serve_app(create_app(ui_settings)) as address:
-        yield address
-
-
-@pytest.fixture
-async def owner(live: str) -> AsyncIterator[Account]:
-    acc = await account(live, "owner@example.com")
-    yield acc
-    await acc.http.aclose()
+def live_settings(ui_settings: Settings) -> Settings:
+    """What `live` serves (see tests/integration/conftest.py)."""
+    return ui_settings
 
 
 @pytest.fixture
