@@ -31,6 +31,14 @@ def _setup_logging(settings: Settings, log_format: str | None = None) -> LogForm
     return chosen
 
 
+def _event_loop() -> asyncio.Runner:
+    """uvloop for the long-running processes: `uvicorn.Server.serve` runs on whatever loop it is
+    given, and the stock loop costs about a fifth more CPU per request (bench/api.py)."""
+    import uvloop
+
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
 CHILD_STOP_S = 30.0
 """How long `serve` waits for its other API processes to finish their requests and stop."""
 
@@ -94,8 +102,8 @@ def serve(
             # uvicorn's own handlers print text; without them its records reach the JSON formatter.
             "log_config": None if chosen == "json" else LOGGING_CONFIG,
         }
-        sock = _listen(host or ready.host, port or ready.port)
         count = processes or int(os.environ.get("API_PROCESSES") or 1)
+        sock = _listen(host or ready.host, port or ready.port, shared=count > 1)
         children = [_fork_api(options, sock, ready) for _ in range(count - 1)]
         try:
             _serve_api(options, sock, ready, with_workers=ready.run_worker and not no_worker)
@@ -104,13 +112,17 @@ def serve(
             sock.close()
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket every API process accepts on (bound before forking, inherited). Its
-    protocol is named: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
-    without it a response's second segment waits for a delayed ACK (about 40 ms a request)."""
+def _listen(host: str, port: int, *, shared: bool) -> socket.socket:
+    """An API process's listening socket. Its protocol is named: asyncio sets TCP_NODELAY only on
+    sockets whose proto is IPPROTO_TCP, and without it a response's second segment waits for a
+    delayed ACK (about 40 ms a request). `shared`: each API process binds its own socket to the port
+    with SO_REUSEPORT, so the kernel spreads connections evenly; with one inherited socket the
+    process that woke first accepted most of a burst (bench/api.py: 17 ms vs 73 ms per request)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 
@@ -123,9 +135,9 @@ def _serve_api(
     with_workers: bool,
     parent: int | None = None,
 ) -> None:
-    """One API process on the shared listening socket (the kernel spreads connections among the
-    processes); `with_workers` also runs the in-process render worker(s) on its loop, and an extra
-    process (`parent` set) stops by itself if `serve` is gone."""
+    """One API process on its listening socket (see `_listen`); `with_workers` also runs the
+    in-process render worker(s) on its loop, and an extra process (`parent` set) stops by itself
+    if `serve` is gone."""
     import uvicorn
 
     from backend.server.asgi import create_app
@@ -158,8 +170,8 @@ def _serve_api(
                     await task
 
     # uvicorn re-raises the Ctrl-C it handled once it has shut down; stopping that way is normal.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    with contextlib.suppress(KeyboardInterrupt), _event_loop() as runner:
+        runner.run(run())
 
 
 def _fork_api(options: dict[str, Any], sock: socket.socket, ready: Settings) -> int:
@@ -174,7 +186,10 @@ def _fork_api(options: dict[str, Any], sock: socket.socket, ready: Settings) -> 
     os.setpgid(0, 0)
     code = 1
     try:
-        _serve_api(options, sock, ready, with_workers=False, parent=parent)
+        host, port = sock.getsockname()[:2]  # the port `serve` bound, also when it asked for 0
+        sock.close()
+        own = _listen(host, port, shared=True)
+        _serve_api(options, own, ready, with_workers=False, parent=parent)
         code = 0
     finally:
         os._exit(code)
@@ -289,7 +304,8 @@ def worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-        asyncio.run(run())
+        with _event_loop() as runner:
+            runner.run(run())
 
 
 @main.command()
