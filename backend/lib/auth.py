@@ -9,6 +9,8 @@ handler accepts and closes with 4401 instead.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -17,9 +19,11 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import Scope, Scopes
 
-from backend.db import models as m
-from backend.domain.accounts.services import ApiTokenService
+from backend.db.hotpath import HotPath, Row
+from backend.lib import security
 
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+"""A token's last_used_at is refreshed at most this often, so reads don't each cost a write."""
 SESSION_USER_KEY = "user_id"
 AUTH_REJECTED = "rejected"
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/static/", "^/schema"]
@@ -36,6 +40,35 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    """Who is calling, as read on every request (backend.db.hotpath): a value, not an ORM instance,
+    so it can never be flushed back by a session it was never loaded in."""
+
+    id: UUID
+    email: str
+    is_operator: bool
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Row) -> CurrentUser:
+        return cls(id=row.id, email=row.email, is_operator=row.is_operator, created_at=row.created_at)
+
+
+async def resolve_token(hotpath: HotPath, token: str) -> CurrentUser | None:
+    """The active user behind a bearer token, or None for unknown/revoked tokens; refreshes the
+    token's last_used_at when it is older than LAST_USED_RESOLUTION."""
+    if not security.looks_like_api_token(token):
+        return None
+    found = await hotpath.token_owner(security.hash_api_token(token))
+    if found is None or not found.is_active:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
+        await hotpath.touch_token(found.token_id, now)
+    return CurrentUser.of(found)
+
+
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     scopes: Scopes
 
@@ -43,10 +76,9 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         token = bearer_token(connection)
-        session_maker = connection.app.state.session_maker
+        hotpath: HotPath = connection.app.state.hotpath
         if token is not None:
-            async with session_maker() as db:
-                user = await ApiTokenService(session=db).resolve(token)
+            user = await resolve_token(hotpath, token)
             if user is None:
                 if connection.scope["type"] == "websocket":
                     return AuthenticationResult(user=None, auth=AUTH_REJECTED)
@@ -56,14 +88,13 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         user_id = raw.get(SESSION_USER_KEY) if isinstance(raw, dict) else None
         if user_id is None:
             return AuthenticationResult(user=None, auth=None)
-        async with session_maker() as db:
-            user = await db.get(m.User, UUID(user_id))
-        if user is None or not user.is_active:
+        found = await hotpath.user(UUID(user_id))
+        if found is None or not found.is_active:
             return AuthenticationResult(user=None, auth=None)
-        return AuthenticationResult(user=user, auth="session")
+        return AuthenticationResult(user=CurrentUser.of(found), auth="session")
 
 
-async def provide_current_user(scope: Scope) -> m.User:
+async def provide_current_user(scope: Scope) -> CurrentUser:
     """Works for HTTP and websocket handlers alike, since both carry the user in the scope."""
     user = scope.get("user")
     if user is None:

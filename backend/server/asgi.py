@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 
+from backend.db.hotpath import HotPath
 from backend.domain.exports.fanout import Fanout
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.settings = settings
         app.state.redis = redis
         app.state.session_maker = alchemy.create_session_maker()
+        app.state.hotpath = await HotPath.open(settings.core.async_database_url)
         app.state.store = open_store(settings.core.storage)
         # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
         # Exports are routed to the CPU queue (`queue`) or the GPU queue (gpu_worker.routing).
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
                 await app.state.queue.disconnect()
                 await app.state.gpu_queue.disconnect()
             await app.state.store.aclose()
+            await app.state.hotpath.aclose()
             await redis.aclose()
 
     return Litestar(

@@ -16,6 +16,7 @@ from backend.domain.accounts.deps import provide_token_service, provide_user_ser
 from backend.domain.accounts.schemas import Credentials, TokenCreate, TokenCreated, TokenOut, UserOut
 from backend.domain.accounts.services import ApiTokenService, UserService
 from backend.lib.auth import SESSION_USER_KEY
+from backend.lib.deps import CurrentUserDep
 from backend.lib.sessions import rotate_session
 
 
@@ -61,7 +62,7 @@ class AuthController(Controller):
         request.clear_session()
 
     @get("/me", operation_id="me")
-    async def me(self, users: NamedDependency[UserService], current_user: NamedDependency[m.User]) -> UserOut:
+    async def me(self, users: NamedDependency[UserService], current_user: CurrentUserDep) -> UserOut:
         return users.to_schema(current_user, schema_type=UserOut)
 
 
@@ -72,7 +73,7 @@ class TokenController(Controller):
 
     @get("/", operation_id="listTokens")
     async def list_tokens(
-        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User]
+        self, tokens: NamedDependency[ApiTokenService], current_user: CurrentUserDep
     ) -> list[TokenOut]:
         rows = await tokens.list_for(current_user.id)
         return [tokens.to_schema(row, schema_type=TokenOut) for row in rows]
@@ -81,7 +82,7 @@ class TokenController(Controller):
     async def create_token(
         self,
         tokens: NamedDependency[ApiTokenService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         data: JSONBody[TokenCreate],
     ) -> TokenCreated:
         value, row = await tokens.issue(current_user.id, data.name)
@@ -92,7 +93,7 @@ class TokenController(Controller):
     async def revoke_token(
         self,
         tokens: NamedDependency[ApiTokenService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         token_id: FromPath[UUID],
     ) -> None:
         await tokens.revoke(current_user.id, token_id)

@@ -17,11 +17,12 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_201_CREATED, HTTP_422_UNPROCESSABLE_ENTITY
 
-from backend.db import models as m
 from backend.domain.accounts.controllers import start_session
 from backend.domain.accounts.deps import provide_token_service, provide_user_service
 from backend.domain.accounts.schemas import Credentials, TokenCreate
 from backend.domain.accounts.services import ApiTokenService, EmailTakenError, UserService
+from backend.lib.auth import CurrentUser
+from backend.lib.deps import CurrentUserDep
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -113,13 +114,13 @@ class TokenPages(Controller):
 
     @get("/tokens")
     async def tokens_page(
-        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User]
+        self, tokens: NamedDependency[ApiTokenService], current_user: CurrentUserDep
     ) -> Template:
         return await _tokens_page(tokens, current_user)
 
     @post("/tokens")
     async def create_token(
-        self, tokens: NamedDependency[ApiTokenService], current_user: NamedDependency[m.User], data: Form
+        self, tokens: NamedDependency[ApiTokenService], current_user: CurrentUserDep, data: Form
     ) -> Template:
         name = data.get("name", "").strip()
         try:
@@ -136,7 +137,7 @@ class TokenPages(Controller):
     async def revoke_token(
         self,
         tokens: NamedDependency[ApiTokenService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         token_id: FromPath[UUID],
     ) -> Template:
         await tokens.revoke(current_user.id, token_id)
@@ -144,7 +145,7 @@ class TokenPages(Controller):
 
 
 async def _tokens_page(
-    tokens: ApiTokenService, user: m.User, *, status_code: int = 200, **context: Any
+    tokens: ApiTokenService, user: CurrentUser, *, status_code: int = 200, **context: Any
 ) -> Template:
     """The page with the user's usable tokens; revoked ones are gone for good, so they are not listed."""
     active = [t for t in await tokens.list_for(user.id) if t.revoked_at is None]

@@ -9,13 +9,9 @@ from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.exceptions import HTTPException
-from sqlalchemy import select, update
 
 from backend.db import models as m
 from backend.lib import security
-
-# A token's last_used_at is refreshed at most this often, so reads don't each cost a write.
-_LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class EmailTakenError(HTTPException):
@@ -90,24 +86,3 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[m.ApiToken]):
             row.revoked_at = dt.datetime.now(dt.UTC)
             row = await self.update(row)
         return row
-
-    async def resolve(self, token: str) -> m.User | None:
-        """The active user behind a bearer token, or None for unknown/revoked tokens."""
-        if not security.looks_like_api_token(token):
-            return None
-        session = self.repository.session
-        result = await session.execute(
-            select(m.ApiToken, m.User)
-            .join(m.User, m.User.id == m.ApiToken.user_id)
-            .where(m.ApiToken.token_hash == security.hash_api_token(token), m.ApiToken.revoked_at.is_(None))
-        )
-        found = result.one_or_none()
-        if found is None or not found.User.is_active:
-            return None
-        now = dt.datetime.now(dt.UTC)
-        if found.ApiToken.last_used_at is None or now - found.ApiToken.last_used_at > _LAST_USED_RESOLUTION:
-            await session.execute(
-                update(m.ApiToken).where(m.ApiToken.id == found.ApiToken.id).values(last_used_at=now)
-            )
-            await session.commit()
-        return found.User

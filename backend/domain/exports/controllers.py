@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from advanced_alchemy.exceptions import NotFoundError
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -37,6 +38,7 @@ from litestar.status_codes import (
 from redis.asyncio import Redis
 
 from backend.db import models as m
+from backend.db.hotpath import Row
 from backend.domain.exports.deps import provide_export_service
 from backend.domain.exports.schemas import ExportCreate, ExportOut, ExportPage, Problem
 from backend.domain.exports.services import (
@@ -47,7 +49,7 @@ from backend.domain.exports.services import (
     download_name,
 )
 from backend.domain.farm.guards import ensure_operator
-from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from backend.lib.exceptions import PROBLEM_JSON
 from gpu_worker.contract import ExportStatus
 from gpu_worker.routing import ExportQueues
@@ -72,7 +74,7 @@ def export_location(export_id: UUID) -> str:
     return f"/api/exports/{export_id}"
 
 
-def export_out(export: m.Export) -> ExportOut:
+def export_out(export: m.Export | Row) -> ExportOut:
     completed = export.status == ExportStatus.COMPLETED
     return ExportOut(
         id=export.id,
@@ -189,7 +191,7 @@ class ExportController(Controller):
     async def request_export(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         data: JSONBody[ExportCreate],
         queue: QueueDep,
@@ -226,7 +228,7 @@ class ExportController(Controller):
     async def list_exports(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         status: FromQuery[ExportStatus | None] = None,
         video_id: FromQuery[UUID | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
@@ -245,12 +247,13 @@ class ExportController(Controller):
 
     @get("/exports/{export_id:uuid}", operation_id="getExport", responses={404: NOT_FOUND})
     async def get_export(
-        self,
-        exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
-        export_id: FromPath[UUID],
+        self, state: State, current_user: CurrentUserDep, export_id: FromPath[UUID]
     ) -> ExportOut:
-        return export_out(await exports.get_owned(current_user.id, export_id))
+        # The endpoint clients poll: read on the hot path (backend.db.hotpath), not the ORM.
+        export = await state.hotpath.owned_export(current_user.id, export_id)
+        if export is None:
+            raise NotFoundError("export not found")
+        return export_out(export)
 
     @get(
         "/exports/{export_id:uuid}/download",
@@ -270,7 +273,7 @@ class ExportController(Controller):
         self,
         request: Request[Any, Any, Any],
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         export_id: FromPath[UUID],
         store: StoreDep,
     ) -> Response[Any]:
@@ -292,7 +295,7 @@ class ExportController(Controller):
     async def delete_export(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         export_id: FromPath[UUID],
         store: StoreDep,
         queue: QueueDep,

@@ -21,7 +21,6 @@ from litestar.params import FromPath, FromQuery, Parameter, URLEncodedBody
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 
-from backend.db import models as m
 from backend.domain.exports.controllers import QueueDep, RedisDep, provide_queue, provide_redis
 from backend.domain.exports.deps import provide_export_service
 from backend.domain.exports.forms import ExportForm, FormError, check_timeline
@@ -36,7 +35,7 @@ from backend.domain.exports.services import (
 from backend.domain.exports.views import export_view
 from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.services import VideoService
-from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from gpu_worker.contract import ExportStatus
 
 HISTORY_PAGE_SIZE = 20
@@ -89,7 +88,7 @@ class ExportPages(Controller):
         request: Request[Any, Any, Any],
         exports: NamedDependency[ExportService],
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         data: URLEncodedBody[dict[str, str]],
         queue: QueueDep,
@@ -141,7 +140,7 @@ class ExportPages(Controller):
     async def cancel(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         export_id: FromPath[UUID],
         queue: QueueDep,
         redis: RedisDep,
@@ -158,7 +157,7 @@ class ExportPages(Controller):
         self,
         request: Request[Any, Any, Any],
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         export_id: FromPath[UUID],
         queue: QueueDep,
         redis: RedisDep,
@@ -192,7 +191,7 @@ class ExportPages(Controller):
     async def remove(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         export_id: FromPath[UUID],
         store: StoreDep,
         queue: QueueDep,
@@ -207,7 +206,7 @@ class ExportPages(Controller):
     async def history(
         self,
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         status: FromQuery[str | None] = None,
         video_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,

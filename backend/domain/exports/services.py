@@ -28,6 +28,7 @@ from sqlalchemy import Select, delete, func, select, tuple_, update
 
 from backend.db import models as m
 from backend.domain.exports.schemas import ExportCreate
+from backend.lib.auth import CurrentUser
 from backend.lib.exceptions import field_errors
 from gpu_worker.contract import (
     ContractError,
@@ -155,7 +156,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
 
     async def request(
         self,
-        user: m.User,
+        user: CurrentUser,
         video_id: UUID,
         data: ExportCreate,
         idempotency_key: str | None,

@@ -33,7 +33,7 @@ from sqlalchemy import or_, select
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
 from backend.domain.exports.services import ACTIVE, progress_from_row
-from backend.lib.auth import AUTH_REJECTED
+from backend.lib.auth import AUTH_REJECTED, CurrentUser
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
 from gpu_worker.progress import read_snapshot
 
@@ -52,14 +52,14 @@ def same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
     return urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
 
 
-async def admit(socket: WebSocket[Any, Any, Any]) -> m.User | None:
+async def admit(socket: WebSocket[Any, Any, Any]) -> CurrentUser | None:
     """Accept, then keep the socket only for a same-site, logged-in caller (the AuthMiddleware has
     already resolved the session cookie or `?token=` into `scope["user"]`)."""
     await socket.accept()
     if not same_origin(socket):
         await socket.close(code=WS_FORBIDDEN_ORIGIN, reason="cross-site websocket refused")
         return None
-    user: m.User | None = socket.scope.get("user")
+    user: CurrentUser | None = socket.scope.get("user")
     if user is None:
         bad_token = socket.scope.get("auth") == AUTH_REJECTED
         reason = "invalid or revoked API token" if bad_token else "log in or pass ?token="

@@ -10,10 +10,10 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.handlers.base import BaseRouteHandler
 
-from backend.db import models as m
+from backend.lib.auth import CurrentUser
 
 
-def ensure_operator(user: m.User | None) -> m.User:
+def ensure_operator(user: CurrentUser | None) -> CurrentUser:
     """The user if they are an operator; raises 401 when nobody is logged in, else 404."""
     if user is None:
         raise NotAuthorizedException("log in or send an API token")

@@ -10,15 +10,15 @@ import time
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 
-from backend.db import models as m
 from backend.domain.exports.controllers import RedisDep, provide_redis
 from backend.domain.farm.guards import operator_guard
+from backend.lib.deps import CurrentUserDep
 from gpu_worker.registry import live_workers, request_drain
 
 TABLE = "partials/workers_table.html"
@@ -35,7 +35,7 @@ class OperatorPages(Controller):
     dependencies = {"redis": Provide(provide_redis, sync_to_thread=False)}
 
     @get("/operators")
-    async def page(self, redis: RedisDep, current_user: NamedDependency[m.User]) -> Template:
+    async def page(self, redis: RedisDep, current_user: CurrentUserDep) -> Template:
         return Template("operators.html", context=await _table_context(redis, user=current_user))
 
     @get("/operators/workers")

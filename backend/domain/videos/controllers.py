@@ -15,13 +15,14 @@ from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.schemas import Page, VideoOut
 from backend.domain.videos.services import VideoService
 from backend.domain.videos.upload import spool_upload
-from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.auth import CurrentUser
+from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from backend.lib.settings import Settings
 from gpu_worker.store import Store
 
 
 async def upload_video(
-    request: Request[Any, Any, Any], videos: VideoService, user: m.User, settings: Settings, store: Store
+    request: Request[Any, Any, Any], videos: VideoService, user: CurrentUser, settings: Settings, store: Store
 ) -> m.Video:
     """Shared by the API and the upload page: spool, probe, store, record; the scratch file always goes."""
     spooled = await spool_upload(request, settings.core.scratch_dir / "uploads", settings.max_upload_bytes)
@@ -47,7 +48,7 @@ class VideoController(Controller):
         self,
         request: Request[Any, Any, Any],
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         settings: SettingsDep,
         store: StoreDep,
     ) -> VideoOut:
@@ -58,7 +59,7 @@ class VideoController(Controller):
     async def list_videos(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> Page:
@@ -70,7 +71,7 @@ class VideoController(Controller):
     async def get_video(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
     ) -> VideoOut:
         return videos.to_schema(await videos.get_owned(current_user.id, video_id), schema_type=VideoOut)
@@ -79,7 +80,7 @@ class VideoController(Controller):
     async def delete_video(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         store: StoreDep,
     ) -> None:

@@ -24,7 +24,7 @@ from backend.domain.exports.services import ExportService
 from backend.domain.videos.controllers import upload_video
 from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.services import VideoService
-from backend.lib.deps import SettingsDep, StoreDep
+from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from gpu_worker.store import LocalStore, ObjectNotFound
 
 PAGE_SIZE = 50
@@ -65,7 +65,7 @@ class VideoPages(Controller):
     async def list_page(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         settings: SettingsDep,
         page: FromQuery[int] = 1,
     ) -> Template:
@@ -88,7 +88,7 @@ class VideoPages(Controller):
         self,
         request: Request[Any, Any, Any],
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         settings: SettingsDep,
         store: StoreDep,
     ) -> Template:
@@ -101,7 +101,7 @@ class VideoPages(Controller):
         self,
         videos: NamedDependency[VideoService],
         exports: NamedDependency[ExportService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
     ) -> Template:
         """The player, the segment editor and this video's exports (newest first), which the
@@ -123,7 +123,7 @@ class VideoPages(Controller):
     async def delete_video(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         store: StoreDep,
     ) -> Template:
@@ -136,7 +136,7 @@ class VideoPages(Controller):
     async def thumbnail(
         self,
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         store: StoreDep,
     ) -> Response[bytes]:
@@ -155,7 +155,7 @@ class VideoPages(Controller):
         self,
         request: Request[Any, Any, Any],
         videos: NamedDependency[VideoService],
-        current_user: NamedDependency[m.User],
+        current_user: CurrentUserDep,
         video_id: FromPath[UUID],
         store: StoreDep,
     ) -> Response[Any]:
