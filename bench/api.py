@@ -1,8 +1,9 @@
 """API latency benchmark: concurrent clients against a real `vexport serve --no-worker` on loopback.
 
-Two phases, each with `--clients` concurrent clients (one httpx.AsyncClient and keep-alive connection
-each, bearer token): (1) `POST /api/videos/{id}/export` with a valid body and a fresh
-Idempotency-Key per request, (2) `GET /api/exports/{id}` over the exports phase 1 created.
+Two phases, each with `--clients` concurrent clients (one keep-alive connection each, bearer
+token; the lean client of `_http.py`, so the load generator leaves the shared cores to the server):
+(1) `POST /api/videos/{id}/export` with a valid body and a fresh Idempotency-Key per request,
+(2) `GET /api/exports/{id}` over the exports phase 1 created.
 Each phase stops after `--requests` requests or `--seconds`, whichever comes first.
 Reports p50/p90/p99/max latency (ms), throughput and errors per endpoint; goal: GET p99 < 50 ms.
 A last, single-client GET phase (a tenth of the requests) shows the latency without queueing, and
@@ -30,7 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import uvloop
+from _http import Answer, Connection
 from _server import (
     BenchServer,
     bench_server,
@@ -51,7 +53,7 @@ EXPORT_BODY = {
     "format": "mp4",
 }
 
-Call = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+Call = Callable[[Connection, int], Awaitable[Answer]]
 
 
 @dataclass(slots=True)
@@ -86,14 +88,11 @@ class Phase:
         }
 
 
-def client(server: BenchServer) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=server.base_url,
-        headers={"authorization": f"Bearer {server.token}"},
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        timeout=REQUEST_TIMEOUT_S,
-        trust_env=False,  # loopback only: never a proxy from the environment
-    )
+async def connect(server: BenchServer) -> Connection:
+    host, _, port = server.base_url.removeprefix("http://").rpartition(":")
+    connection = Connection(host, int(port), {"authorization": f"Bearer {server.token}"})
+    await connection.open()
+    return connection
 
 
 async def run_phase(
@@ -103,24 +102,30 @@ async def run_phase(
     counter = itertools.count()
     deadline = None if seconds is None else time.perf_counter() + seconds
 
-    async def worker(http: httpx.AsyncClient) -> None:
+    async def worker(http: Connection) -> None:
         while (i := next(counter)) < requests and (deadline is None or time.perf_counter() < deadline):
             started = time.perf_counter_ns()
             try:
-                response = await call(http, i)
-            except httpx.HTTPError as exc:
+                response = await asyncio.wait_for(call(http, i), REQUEST_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
                 phase.errors[type(exc).__name__] += 1
+                await http.aclose()
+                await http.open()  # a fresh connection: the old one may hold half an answer
                 continue
             elapsed_ms = (time.perf_counter_ns() - started) / 1e6
             if response.is_success:
                 phase.latencies_ms.append(elapsed_ms)
             else:
-                phase.errors[f"HTTP {response.status_code}"] += 1
+                phase.errors[f"HTTP {response.status}"] += 1
 
-    https = [client(server) for _ in range(clients)]
+    https = await asyncio.gather(*(connect(server) for _ in range(clients)))
     try:
-        warmup = [call(h, -1 - j) for h in https for j in range(WARMUP_PER_CLIENT)]  # opens connections
-        await asyncio.gather(*warmup)
+
+        async def warm(http: Connection, n: int) -> None:
+            for j in range(WARMUP_PER_CLIENT):  # one request at a time on a connection
+                await call(http, -1 - n * WARMUP_PER_CLIENT - j)
+
+        await asyncio.gather(*(warm(h, n) for n, h in enumerate(https)))
         started, client_cpu, server_cpu = time.perf_counter(), cpu_seconds(), cpu_seconds(server.pid)
         await asyncio.gather(*(worker(h) for h in https))
         phase.wall_s = time.perf_counter() - started
@@ -134,18 +139,22 @@ async def bench(server: BenchServer, clients: int, requests: int, seconds: float
     created: list[str] = []
     run_tag = uuid.uuid4().hex[:8]
 
-    async def post_export(http: httpx.AsyncClient, i: int) -> httpx.Response:
-        response = await http.post(
+    body = json.dumps(EXPORT_BODY).encode()
+
+    async def post_export(http: Connection, i: int) -> Answer:
+        raw = http.encode(
+            "POST",
             f"/api/videos/{server.video_id}/export",
-            json=EXPORT_BODY,
-            headers={"idempotency-key": f"bench-{run_tag}-{i}"},
+            body,
+            {"content-type": "application/json", "idempotency-key": f"bench-{run_tag}-{i}"},
         )
-        if response.status_code == 202:
+        response = await http.request(raw)
+        if response.status == 202:
             created.append(response.json()["id"])
         return response
 
-    async def get_export(http: httpx.AsyncClient, i: int) -> httpx.Response:
-        return await http.get(f"/api/exports/{created[i % len(created)]}")
+    async def get_export(http: Connection, i: int) -> Answer:
+        return await http.request(http.encode("GET", f"/api/exports/{created[i % len(created)]}"))
 
     post = Phase("POST /api/videos/{id}/export")
     await run_phase(server, post, post_export, clients, requests, seconds)
@@ -180,7 +189,8 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-        phases = asyncio.run(bench(server, args.clients, requests, args.seconds))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            phases = runner.run(bench(server, args.clients, requests, args.seconds))
         server_after = process_stats(server.pid)
     env = environment(loadavg)
     summaries = [p.summary() for p in phases]
