@@ -21,6 +21,7 @@ from litestar.types import Scope, Scopes
 
 from backend.db.hotpath import HotPath, Row
 from backend.lib import security
+from backend.lib.token_cache import TokenCache
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 """A token's last_used_at is refreshed at most this often, so reads don't each cost a write."""
@@ -55,18 +56,24 @@ class CurrentUser:
         return cls(id=row.id, email=row.email, is_operator=row.is_operator, created_at=row.created_at)
 
 
-async def resolve_token(hotpath: HotPath, token: str) -> CurrentUser | None:
-    """The active user behind a bearer token, or None for unknown/revoked tokens; refreshes the
-    token's last_used_at when it is older than LAST_USED_RESOLUTION."""
+async def resolve_token(hotpath: HotPath, cache: TokenCache[CurrentUser], token: str) -> CurrentUser | None:
+    """The active user behind a bearer token, or None for unknown/revoked tokens. A lookup
+    (backend.lib.token_cache says how long its answer is reused) refreshes the token's
+    last_used_at when that is older than LAST_USED_RESOLUTION."""
     if not security.looks_like_api_token(token):
         return None
-    found = await hotpath.token_owner(security.hash_api_token(token))
+    token_hash = security.hash_api_token(token)
+    if (known := cache.get(token_hash)) is not None:
+        return known
+    found = await hotpath.token_owner(token_hash)
     if found is None or not found.is_active:
         return None
     now = dt.datetime.now(dt.UTC)
     if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
         await hotpath.touch_token(found.token_id, now)
-    return CurrentUser.of(found)
+    user = CurrentUser.of(found)
+    cache.put(token_hash, found.token_id, user)
+    return user
 
 
 class AuthMiddleware(AbstractAuthenticationMiddleware):
@@ -76,9 +83,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         token = bearer_token(connection)
-        hotpath: HotPath = connection.app.state.hotpath
+        state = connection.app.state
+        hotpath: HotPath = state.hotpath
         if token is not None:
-            user = await resolve_token(hotpath, token)
+            user = await resolve_token(hotpath, state.token_cache, token)
             if user is None:
                 if connection.scope["type"] == "websocket":
                     return AuthenticationResult(user=None, auth=AUTH_REJECTED)

@@ -29,11 +29,12 @@ from saq.queue.redis import RedisQueue
 
 from backend.db.hotpath import HotPath
 from backend.domain.exports.fanout import Fanout
-from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, provide_current_user
+from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
 from backend.lib.sessions import LazySessionConfig
 from backend.lib.settings import Settings
+from backend.lib.token_cache import TokenCache
 from gpu_worker.store import Store, open_store
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.session_maker = alchemy.create_session_maker()
         app.state.hotpath = await HotPath.open(settings.core.async_database_url)
+        app.state.token_cache = TokenCache[CurrentUser]()
         app.state.store = open_store(settings.core.storage)
         # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
         # Exports are routed to the CPU queue (`queue`) or the GPU queue (gpu_worker.routing).

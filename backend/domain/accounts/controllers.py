@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, JSONBody
@@ -95,5 +96,7 @@ class TokenController(Controller):
         tokens: NamedDependency[ApiTokenService],
         current_user: CurrentUserDep,
         token_id: FromPath[UUID],
+        state: State,
     ) -> None:
         await tokens.revoke(current_user.id, token_id)
+        state.token_cache.forget(token_id)

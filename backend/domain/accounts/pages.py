@@ -11,6 +11,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
@@ -139,8 +140,10 @@ class TokenPages(Controller):
         tokens: NamedDependency[ApiTokenService],
         current_user: CurrentUserDep,
         token_id: FromPath[UUID],
+        state: State,
     ) -> Template:
         await tokens.revoke(current_user.id, token_id)
+        state.token_cache.forget(token_id)
         return await _tokens_page(tokens, current_user)
 
 

@@ -1,5 +1,5 @@
-"""The reads every request makes (its caller) and the export poll, on the hot-path asyncpg pool:
-the same answers as the ORM reads, and fresh on every request."""
+"""The reads every request makes (its caller, remembered per process for a moment) and the export
+poll, on the hot-path asyncpg pool: the same answers as the ORM reads; revocation applies at once."""
 
 from __future__ import annotations
 
@@ -76,3 +76,27 @@ async def test_a_deactivated_account_loses_its_session_and_its_tokens_on_the_nex
     bearer = await api.get("/api/auth/me", headers={"authorization": f"Bearer {token}"})
     assert bearer.status_code == 401
     assert bearer.json()["detail"] == "invalid or revoked API token"
+
+
+async def test_a_token_in_use_is_refused_on_the_first_request_after_its_revocation(
+    api: AsyncTestClient[Any],
+) -> None:
+    created = (await api.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(api))).json()
+    bearer = {"authorization": f"Bearer {created['token']}"}
+    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 200  # now remembered
+    revoked = await api.delete(f"/api/tokens/{created['id']}", headers=await csrf_headers(api))
+    assert revoked.status_code == 204
+    refused = await api.get("/api/auth/me", headers=bearer)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "invalid or revoked API token"
+
+
+async def test_a_token_in_use_is_refused_after_its_revocation_on_the_tokens_page(
+    api: AsyncTestClient[Any],
+) -> None:
+    created = (await api.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(api))).json()
+    bearer = {"authorization": f"Bearer {created['token']}"}
+    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 200
+    page = await api.post(f"/tokens/{created['id']}/revoke", headers=await csrf_headers(api))
+    assert page.status_code == 200
+    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 401

@@ -1,0 +1,70 @@
+"""A short per-process memory of resolved bearer tokens, so a client polling many times a second
+costs one token lookup every TOKEN_CACHE_S instead of one per request.
+
+With 50 clients polling GET /api/exports/{id}, the lookup was about a fifth of the request's CPU
+(bench/api.py). What that costs in freshness: revoking a token forgets it at once in the process
+that revoked it, but other API processes (`serve --processes`, other hosts) may accept it for up to
+TOKEN_CACHE_S more; a deactivated account or a changed operator flag takes as long to apply to
+tokens. Session cookies are not cached. Unknown or revoked tokens are never remembered, so a
+flood of made-up tokens cannot fill the memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from uuid import UUID
+
+TOKEN_CACHE_S = 2.0
+MAX_ENTRIES = 10_000
+"""Bounded: when full, expired entries go first, then the oldest."""
+
+User = TypeVar("User")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[User]):
+    token_id: UUID
+    user: User
+    expires: float
+
+
+class TokenCache(Generic[User]):
+    """Token hash → the user it resolved to, for `ttl_s` seconds."""
+
+    def __init__(
+        self,
+        ttl_s: float = TOKEN_CACHE_S,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[str, _Entry[User]] = {}
+
+    def get(self, token_hash: str) -> User | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry.expires <= self._clock():
+            del self._entries[token_hash]
+            return None
+        return entry.user
+
+    def put(self, token_hash: str, token_id: UUID, user: User) -> None:
+        now = self._clock()
+        if len(self._entries) >= self._max and token_hash not in self._entries:
+            self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
+            if len(self._entries) >= self._max:
+                del self._entries[next(iter(self._entries))]
+        self._entries[token_hash] = _Entry(token_id, user, now + self._ttl_s)
+
+    def forget(self, token_id: UUID) -> None:
+        """Drop a revoked token, so this process refuses it from the next request on."""
+        self._entries = {k: e for k, e in self._entries.items() if e.token_id != token_id}
+
+    def __len__(self) -> int:
+        return len(self._entries)
