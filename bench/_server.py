@@ -5,7 +5,8 @@ REDIS_URL from the environment when set (else the embedded servers, in a tempora
 VEXPORT_DATA_DIR), waits for `/ready`, registers a user through the API (CSRF double-submit),
 issues an API token, uploads a tiny generated clip, and always stops the server at the end
 (SIGINT, a second SIGINT, then SIGKILL to its process group after deadlines).
-The worker is off, so exports stay pending; the per-user limits are raised for the benchmark.
+The worker is off, so exports stay pending; the per-user limits are raised for the benchmark, and
+its jobs go to a queue of its own, removed at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -173,9 +175,11 @@ def bench_server(
     data_dir = scratch / "data"
     embedded_redis = not os.environ.get("REDIS_URL")
     redis_url = os.environ.get("REDIS_URL") or f"unix://{data_dir / 'redis' / 'redis.sock'}"
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "VEXPORT_DATA_DIR": str(data_dir),
+        "QUEUE_NAME": queue,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "RUN_WORKER": "false",
@@ -211,7 +215,20 @@ def bench_server(
         )
     finally:
         _stop(process)
+        if not embedded_redis:
+            _forget_queue(redis_url, queue)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _forget_queue(redis_url: str, queue: str) -> None:
+    """Remove the jobs the benchmark enqueued (no worker ran) from a Redis that outlives it."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"saq:*{queue}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
 
 
 def process_stats(pid: int) -> dict[str, int]:
