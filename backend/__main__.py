@@ -99,6 +99,7 @@ def serve(
         options: dict[str, Any] = {
             "log_level": "info",
             "lifespan": "on",
+            "access_log": ready.access_log,
             # uvicorn's own handlers print text; without them its records reach the JSON formatter.
             "log_config": None if chosen == "json" else LOGGING_CONFIG,
         }

@@ -28,6 +28,7 @@ class Settings:
     run_worker: bool = True
     max_active_exports: int = 5
     export_requests_per_minute: int = 30
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +45,7 @@ class Settings:
             run_worker=env_bool(env.get("RUN_WORKER"), True),
             max_active_exports=int(env.get("MAX_ACTIVE_EXPORTS", "5")),
             export_requests_per_minute=int(env.get("EXPORT_REQUESTS_PER_MINUTE", "30")),
+            access_log=env_bool(env.get("ACCESS_LOG"), True),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

@@ -51,14 +51,14 @@ def serve(tmp_path: Path) -> Iterator[object]:
     env.pop("SECRET_KEY", None)
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
+    def start(*args: str, **extra_env: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "serve", "--port", str(port), *args],
             cwd=tmp_path,
-            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "serve.log").open("ab"),
+            env={**env, **extra_env, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+            stdout=(tmp_path / "serve.log").open("ab"),  # uvicorn's text access log goes to stdout
+            stderr=subprocess.STDOUT,
         )
         procs.append(proc)
         return f"http://127.0.0.1:{port}", proc
@@ -97,6 +97,7 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(serve, tmp_
     assert len(processes_mentioning(data)) >= 2  # postgres and redis-server are running for us
 
     assert send_credentials(base, "/api/auth/register") == 201
+    assert '"POST /api/auth/register HTTP/1.1" 201' in (tmp_path / "serve.log").read_text()  # access log
 
     assert stop(proc) == 0
     assert processes_mentioning(data) == []
@@ -109,13 +110,26 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(serve, tmp_
 
 
 def test_serve_with_two_api_processes_answers_on_one_port_and_stops_both(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    base, proc = serve("--processes", "2", "--no-worker")
+    base, proc = serve("--processes", "2", "--no-worker", ACCESS_LOG="false")
     wait_ready(base, proc)
     api = [
         p for p in psutil.Process(proc.pid).children() if p.cmdline() == psutil.Process(proc.pid).cmdline()
     ]
     assert len(api) == 1  # the second API process, forked by serve
-    assert all(httpx.get(f"{base}/ready", timeout=5).status_code == 200 for _ in range(20))
+    clients = [httpx.Client(base_url=base, timeout=5) for _ in range(20)]  # 20 keep-alive connections
+    try:
+        assert all(c.get("/ready").status_code == 200 for c in clients)
+        port = int(base.rpartition(":")[2])
+        held = [
+            len([c for c in p.net_connections() if c.laddr.port == port and c.status == "ESTABLISHED"])
+            for p in (psutil.Process(proc.pid), api[0])
+        ]
+    finally:
+        for c in clients:
+            c.close()
+    assert sum(held) == 20
+    assert min(held) > 0  # the kernel spread them over both processes (SO_REUSEPORT)
+    assert "GET /ready" not in (tmp_path / "serve.log").read_text()  # ACCESS_LOG=false
 
     assert stop(proc) == 0
     assert not api[0].is_running()
