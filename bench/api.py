@@ -12,6 +12,10 @@ shared cores.
 No worker runs, so exports stay pending (the per-user limits are lifted for the run).
 
     uv run python bench/api.py [--quick] [--json PATH] [--clients 50] [--requests N] [--seconds S]
+                               [--processes N]
+
+The server runs with the environment's settings: `ACCESS_LOG=false` measures it without the
+per-request log line (as behind a proxy that logs); the report names both knobs.
 
 Uses DATABASE_URL / REDIS_URL when set, else embedded Postgres/Redis in a temporary directory.
 """
@@ -215,6 +219,7 @@ def main() -> None:
     get_p99 = percentile(sorted(phases[1].latencies_ms), 99)
     met = get_p99 < GET_P99_GOAL_MS
     print(f"\ngoal GET p99 < {GET_P99_GOAL_MS:.0f} ms: {'MET' if met else 'NOT MET'} ({get_p99:.1f} ms)")
+    print(f"{args.processes} API process(es), ACCESS_LOG={os.environ.get('ACCESS_LOG', 'true')}")
     print(
         f"{args.clients} concurrent clients; loadavg at start {env['loadavg_start']}, "
         f"at end {env['loadavg_end']}; {env['cpus']} CPUs"
@@ -231,6 +236,8 @@ def main() -> None:
                 "seconds_per_endpoint": args.seconds,
                 "export_body": EXPORT_BODY,
                 "services": "env" if os.environ.get("DATABASE_URL") else "embedded",
+                "api_processes": args.processes,
+                "access_log": os.environ.get("ACCESS_LOG", "true"),
             },
             "environment": env,
             "server_after": server_after,

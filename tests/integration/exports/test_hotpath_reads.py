@@ -78,13 +78,19 @@ async def test_a_deactivated_account_loses_its_session_and_its_tokens_on_the_nex
     assert bearer.json()["detail"] == "invalid or revoked API token"
 
 
+async def token_in_use(api: AsyncTestClient[Any]) -> tuple[str, dict[str, str]]:
+    """A new token's id and bearer header, used once so this process remembers it."""
+    created = (await api.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(api))).json()
+    bearer = {"authorization": f"Bearer {created['token']}"}
+    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 200
+    return created["id"], bearer
+
+
 async def test_a_token_in_use_is_refused_on_the_first_request_after_its_revocation(
     api: AsyncTestClient[Any],
 ) -> None:
-    created = (await api.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(api))).json()
-    bearer = {"authorization": f"Bearer {created['token']}"}
-    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 200  # now remembered
-    revoked = await api.delete(f"/api/tokens/{created['id']}", headers=await csrf_headers(api))
+    token_id, bearer = await token_in_use(api)
+    revoked = await api.delete(f"/api/tokens/{token_id}", headers=await csrf_headers(api))
     assert revoked.status_code == 204
     refused = await api.get("/api/auth/me", headers=bearer)
     assert refused.status_code == 401
@@ -94,9 +100,7 @@ async def test_a_token_in_use_is_refused_on_the_first_request_after_its_revocati
 async def test_a_token_in_use_is_refused_after_its_revocation_on_the_tokens_page(
     api: AsyncTestClient[Any],
 ) -> None:
-    created = (await api.post("/api/tokens", json={"name": "ci"}, headers=await csrf_headers(api))).json()
-    bearer = {"authorization": f"Bearer {created['token']}"}
-    assert (await api.get("/api/auth/me", headers=bearer)).status_code == 200
-    page = await api.post(f"/tokens/{created['id']}/revoke", headers=await csrf_headers(api))
+    token_id, bearer = await token_in_use(api)
+    page = await api.post(f"/tokens/{token_id}/revoke", headers=await csrf_headers(api))
     assert page.status_code == 200
     assert (await api.get("/api/auth/me", headers=bearer)).status_code == 401
