@@ -12,6 +12,7 @@ its jobs go to a queue of its own, removed at the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import resource
@@ -71,6 +72,12 @@ def environment(loadavg_start: tuple[float, float, float]) -> dict[str, object]:
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "note": LOAD_NOTE.format(cpus=cpus),
     }
+
+
+def write_json(path: Path, benchmark: str, quick: bool, config: dict[str, object], **results: object) -> None:
+    """The machine-readable report: which benchmark, its configuration, then its results."""
+    document = {"benchmark": benchmark, "quick": quick, "config": config, **results}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def raise_nofile(wanted: int) -> int:

@@ -45,6 +45,7 @@ from _server import (
     percentile,
     process_stats,
     table,
+    write_json,
 )
 
 GET_P99_GOAL_MS = 50.0
@@ -227,24 +228,25 @@ def main() -> None:
     print(f"note: {env['note']}")
 
     if args.json:
-        document = {
-            "benchmark": "api",
-            "quick": args.quick,
-            "config": {
-                "clients": args.clients,
-                "requests_per_endpoint": requests,
-                "seconds_per_endpoint": args.seconds,
-                "export_body": EXPORT_BODY,
-                "services": "env" if os.environ.get("DATABASE_URL") else "embedded",
-                "api_processes": args.processes,
-                "access_log": os.environ.get("ACCESS_LOG", "true"),
-            },
-            "environment": env,
-            "server_after": server_after,
-            "endpoints": summaries,
-            "goal": {"get_p99_ms_below": GET_P99_GOAL_MS, "met": met},
+        config = {
+            "clients": args.clients,
+            "requests_per_endpoint": requests,
+            "seconds_per_endpoint": args.seconds,
+            "export_body": EXPORT_BODY,
+            "services": "env" if os.environ.get("DATABASE_URL") else "embedded",
+            "api_processes": args.processes,
+            "access_log": os.environ.get("ACCESS_LOG", "true"),
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        write_json(
+            args.json,
+            "api",
+            args.quick,
+            config,
+            environment=env,
+            server_after=server_after,
+            endpoints=summaries,
+            goal={"get_p99_ms_below": GET_P99_GOAL_MS, "met": met},
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from _server import (
     process_stats,
     raise_nofile,
     table,
+    write_json,
 )
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
@@ -355,21 +355,22 @@ def main() -> None:
     print(f"note: {env['note']}")
 
     if args.json:
-        document = {
-            "benchmark": "ws",
-            "quick": args.quick,
-            "config": {
-                "sockets": count,
-                "messages": messages,
-                "interval_ms": args.interval_ms,
-                "deflate": not args.no_deflate,
-                "nofile": nofile,
-            },
-            "environment": env,
-            "result": s,
-            "goal": {"p99_ms_below": P99_GOAL_MS, "met": met},
+        config = {
+            "sockets": count,
+            "messages": messages,
+            "interval_ms": args.interval_ms,
+            "deflate": not args.no_deflate,
+            "nofile": nofile,
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        write_json(
+            args.json,
+            "ws",
+            args.quick,
+            config,
+            environment=env,
+            result=s,
+            goal={"p99_ms_below": P99_GOAL_MS, "met": met},
+        )
 
 
 if __name__ == "__main__":
