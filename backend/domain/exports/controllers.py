@@ -49,6 +49,7 @@ from backend.domain.exports.services import (
     download_name,
 )
 from backend.domain.farm.guards import ensure_operator
+from backend.lib.auth import CurrentUser
 from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from backend.lib.exceptions import PROBLEM_JSON
 from gpu_worker.contract import ExportStatus
@@ -74,7 +75,8 @@ def export_location(export_id: UUID) -> str:
     return f"/api/exports/{export_id}"
 
 
-def export_out(export: m.Export | Row) -> ExportOut:
+def export_out(export: m.Export | Row, viewer: CurrentUser) -> ExportOut:
+    """The export as `viewer` may see it: where it was queued and rendered is for operators."""
     completed = export.status == ExportStatus.COMPLETED
     return ExportOut(
         id=export.id,
@@ -95,8 +97,8 @@ def export_out(export: m.Export | Row) -> ExportOut:
         encoder_requested=export.encoder_requested,
         encoder_used=export.encoder_used,
         fallback_reason=export.fallback_reason,
-        queue_name=export.queue_name,
-        worker_id=export.worker_id,
+        queue_name=export.queue_name if viewer.is_operator else None,
+        worker_id=export.worker_id if viewer.is_operator else None,
         attempt=export.attempt,
         error=export.error,
         created_at=export.created_at,
@@ -211,7 +213,7 @@ class ExportController(Controller):
             current_user, video_id, data, idempotency_key, queue, max_active=settings.max_active_exports
         )
         return Response(
-            export_out(result.export),
+            export_out(result.export, current_user),
             status_code=HTTP_202_ACCEPTED if result.created else HTTP_200_OK,
             headers={"Location": export_location(result.export.id)},
         )
@@ -243,7 +245,8 @@ class ExportController(Controller):
         rows, next_cursor = await exports.page(
             owner, status=status, video_id=video_id, limit=limit, cursor=cursor
         )
-        return ExportPage(items=[export_out(e) for e in rows], limit=limit, next_cursor=next_cursor)
+        items = [export_out(e, current_user) for e in rows]
+        return ExportPage(items=items, limit=limit, next_cursor=next_cursor)
 
     @get("/exports/{export_id:uuid}", operation_id="getExport", responses={404: NOT_FOUND})
     async def get_export(
@@ -253,7 +256,7 @@ class ExportController(Controller):
         export = await state.hotpath.owned_export(current_user.id, export_id)
         if export is None:
             raise NotFoundError("export not found")
-        return export_out(export)
+        return export_out(export, current_user)
 
     @get(
         "/exports/{export_id:uuid}/download",

@@ -55,10 +55,12 @@ class ExportOut(Struct):
     encoder_used: str | None
     fallback_reason: str | None
     queue_name: str | None
-    """The queue routing sent it to (the GPU or the CPU queue); None for exports from before routing."""
+    """Operators only (None for everyone else: farm internals): the queue routing sent it to (the
+    GPU or the CPU queue); None for exports from before routing."""
     worker_id: str | None
-    """The registry id (`host:pid`) of the worker that claimed the latest attempt, kept once it
-    finished; None while the export waits in a queue (also after a hand-back)."""
+    """Operators only (None for everyone else: it names hosts): the registry id (`host:pid`) of the
+    worker that claimed the latest attempt, kept once it finished; None while the export waits in a
+    queue (also after a hand-back)."""
     attempt: int
     error: str | None
     created_at: dt.datetime
