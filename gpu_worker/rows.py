@@ -14,6 +14,7 @@ that is shut down or retried by SAQ does the same for its own attempt before let
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -140,14 +141,22 @@ _STATUS = text("SELECT status, attempt FROM exports WHERE id = :id")
 
 _IDLE = text(
     """
-    SELECT id, user_id, attempt, worker_id, EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
-      FROM exports
-     WHERE status = CAST(:status AS export_status) AND updated_at <= now() - make_interval(secs => :idle_s)
+    WITH walk AS (
+        SELECT COALESCE(CAST(:cutoff AS timestamptz), now() - make_interval(secs => :idle_s)) AS cutoff
+    )
+    SELECT id, user_id, attempt, worker_id, updated_at, walk.cutoff,
+           EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
+      FROM exports, walk
+     WHERE status = CAST(:status AS export_status) AND updated_at <= walk.cutoff
        AND (CAST(:queue AS varchar) IS NULL OR queue_name = :queue OR (:unrouted AND queue_name IS NULL))
-     ORDER BY updated_at
+       AND (CAST(:after_at AS timestamptz) IS NULL OR (updated_at, id) > (:after_at, CAST(:after_id AS uuid)))
+     ORDER BY updated_at, id
      LIMIT :limit
     """
 )
+
+IDLE_PAGE_SIZE = 100
+"""Rows per keyset page of `ExportRows.idle`; the walk goes on to the last page."""
 
 _WAITING = text(
     """
@@ -273,22 +282,34 @@ class ExportRows:
         status: ExportStatus,
         *,
         idle_s: float = 0.0,
-        limit: int = 100,
         queue: str | None = None,
         unrouted: bool = True,
-    ) -> list[IdleExport]:
-        """Exports in `status` whose row was last written at least `idle_s` seconds ago, oldest first;
-        with `queue`, only those routed there (and, if `unrouted`, those routed nowhere)."""
-        params = {
+        page_size: int = IDLE_PAGE_SIZE,
+    ) -> AsyncIterator[IdleExport]:
+        """Every export in `status` whose row was last written at least `idle_s` seconds ago, oldest
+        first; with `queue`, only those routed there (and, if `unrouted`, those routed nowhere).
+        Walked in keyset pages up to the first page's cut-off, so a backlog of rows the caller leaves
+        alone (waiting behind a busy farm) never hides the ones behind it, and rows written during
+        the walk do not come round again."""
+        params: dict[str, Any] = {
             "status": status.value,
             "idle_s": float(idle_s),
-            "limit": limit,
+            "limit": page_size,
             "queue": queue,
             "unrouted": unrouted,
+            "cutoff": None,
+            "after_at": None,
+            "after_id": None,
         }
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(_IDLE, params)).all()
-        return [IdleExport(r.id, r.user_id, r.attempt, r.idle_s, r.worker_id) for r in rows]
+        while True:
+            async with self._engine.connect() as conn:
+                page = (await conn.execute(_IDLE, params)).all()
+            for r in page:
+                yield IdleExport(r.id, r.user_id, r.attempt, r.idle_s, r.worker_id)
+            if len(page) < page_size:
+                return
+            last = page[-1]
+            params.update(cutoff=last.cutoff, after_at=last.updated_at, after_id=last.id)
 
     async def waiting(self, queue: str, *, limit: int = 100) -> list[WaitingExport]:
         """Pending exports routed to `queue`, longest waiting first."""

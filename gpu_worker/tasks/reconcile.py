@@ -2,8 +2,8 @@
 or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S, WORKER_TTL_S and
 PENDING_GRACE_S.
 
-- 'processing' whose SAQ job (key = export id) is gone, not active, or stuck (heartbeat or timeout
-  exceeded), or whose row has not been written for worker_ttl_s while the worker that claimed it
+- 'processing' whose SAQ job (key = export id) is gone, neither active nor aborting, or stuck
+  (heartbeat or timeout exceeded), or whose row has not been written for worker_ttl_s while the worker that claimed it
   (`worker_id`) is no longer in the registry (its heartbeat expired: killed, or its machine died),
   or, whatever the registry says, not written for stale_after_s (a live attempt writes it at
   least every 15 s; this backstop also covers a worker that heartbeats but whose render hangs,
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 LOST_JOB_ERROR = "worker lost"
 _WAITING_OR_RUNNING = frozenset({Status.QUEUED, Status.ACTIVE})
+_OWNED = frozenset({Status.ACTIVE, Status.ABORTING})
+"""A job a worker is running, or has been asked to abort (it does within SAQ's 1 s abort poll and
+hands the row back itself; taking the row first would re-run an export somebody just stopped)."""
 
 
 @dataclass(slots=True)
@@ -94,11 +97,10 @@ async def reconcile(
     """The exports routed to `queue` (and, if `unrouted`, those from before routing, which were
     all on the queue that is now the CPU queue)."""
     report = ReconcileReport()
-    processing = await rows.idle(ExportStatus.PROCESSING, queue=queue.name, unrouted=unrouted)
     live = await _live_worker_ids(redis)
-    for row in processing:
+    async for row in rows.idle(ExportStatus.PROCESSING, queue=queue.name, unrouted=unrouted):
         job = await queue.job(str(row.export_id))
-        alive = job is not None and job.status is Status.ACTIVE and not job.stuck
+        alive = job is not None and job.status in _OWNED and not job.stuck
         if alive and row.idle_s < stale_after_s and not _orphaned(row, live, worker_ttl_s):
             continue
         # The job is touched only by the run that won the row's conditional update: two reconcilers
@@ -112,10 +114,9 @@ async def reconcile(
             await _announce(redis, row, ExportStatus.PENDING)
             await enqueue_export(queue, row.export_id)
             report.requeued.append(str(row.export_id))
-    pending = await rows.idle(
+    async for row in rows.idle(
         ExportStatus.PENDING, idle_s=pending_after_s, queue=queue.name, unrouted=unrouted
-    )
-    for row in pending:
+    ):
         job = await queue.job(str(row.export_id))
         if job is not None and job.status in _WAITING_OR_RUNNING:
             continue

@@ -79,15 +79,18 @@ class Farm:
         status: str = "pending",
         attempt: int = 0,
         idle_s: float = 0.0,
+        queue: str | None = None,
     ) -> uuid.UUID:
-        """An export row as the API inserts it; `idle_s` backdates `updated_at`."""
+        """An export row as the API inserts it, routed to `queue` (default: this farm's own, so no
+        other test's worker or reconciler, on the same database, can take it); `idle_s` backdates
+        `updated_at`."""
         export_id = uuid.uuid4()
         segments = {"request": msgspec.to_builtins(request, enc_hook=enc_hook), "clips": []}
         await self.sql(
             "INSERT INTO exports (id, video_id, user_id, resolution, quality, format, codec, mode, segments,"
-            " status, progress, encoder_requested, attempt, created_at, updated_at)"
+            " status, progress, encoder_requested, attempt, queue_name, created_at, updated_at)"
             " VALUES (:id, :video_id, :user_id, :resolution, :quality, :format, :codec, :mode,"
-            " CAST(:segments AS jsonb), CAST(:status AS export_status), 0, :encoder, :attempt, now(),"
+            " CAST(:segments AS jsonb), CAST(:status AS export_status), 0, :encoder, :attempt, :queue, now(),"
             " now() - make_interval(secs => :idle_s))",
             id=export_id,
             video_id=video_id,
@@ -101,6 +104,7 @@ class Farm:
             status=status,
             encoder=str(request.encoder),
             attempt=attempt,
+            queue=queue or self.queue.name,
             idle_s=float(idle_s),
         )
         return export_id

@@ -91,7 +91,7 @@ async def test_repeated_gpu_failures_open_the_circuit_and_a_good_probe_closes_it
     video_id = await farm.add_video(user_id, clip.path)
 
     async def submit() -> uuid.UUID:
-        export_id = await farm.add_export(user_id, video_id, SHORT)
+        export_id = await farm.add_export(user_id, video_id, SHORT, queue=queue.name)
         assert await enqueue_export(queue, export_id) is not None
         return export_id
 

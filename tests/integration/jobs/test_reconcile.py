@@ -11,7 +11,7 @@ from saq.queue.redis import RedisQueue
 from saq.utils import now
 
 from gpu_worker.contract import ExportStatus, Phase, RenderRequest, export_channel
-from gpu_worker.rows import ExportRows
+from gpu_worker.rows import IDLE_PAGE_SIZE, ExportRows
 from gpu_worker.settings import PENDING_GRACE_S
 from gpu_worker.tasks.enqueue import enqueue_export
 from gpu_worker.tasks.reconcile import ReconcileReport, reconcile
@@ -50,9 +50,11 @@ async def export_row(
 
 
 async def running_job(farm: Farm, export_id: uuid.UUID, *, silent_for_s: int = 0) -> None:
-    """Put the export's job in the state a worker gives it: active, touched `silent_for_s` ago."""
-    job = await enqueue_export(farm.queue, export_id)
+    """Put the export's job in the state a worker gives it: dequeued, active, touched `silent_for_s` ago."""
+    assert await enqueue_export(farm.queue, export_id) is not None
+    job = await farm.queue.dequeue(timeout=1)
     assert job is not None
+    assert job.key == str(export_id)
     await job.update(status=Status.ACTIVE, started=now(), touched=now() - silent_for_s * 1000)
 
 
@@ -153,6 +155,24 @@ async def test_a_live_job_is_left_alone_and_a_silent_one_is_replaced(
     assert (silent_job.status, silent_job.attempts) == (Status.QUEUED, 0)
 
 
+async def test_an_export_whose_job_is_being_aborted_is_left_to_its_worker(
+    farm: Farm, rows: ExportRows, clip: MadeVideo
+) -> None:
+    export_id = await export_row(farm, clip, "processing", attempt=1)
+    await running_job(farm, export_id)
+    job = await farm.queue.job(str(export_id))
+    assert job is not None
+    await farm.queue.abort(job, "aborted by an operator")
+
+    report = await reconcile(rows, farm.queue, farm.redis)
+
+    assert (report.requeued, report.failed) == ([], [])
+    assert (await farm.row(export_id))["status"] == ExportStatus.PROCESSING
+    job = await farm.queue.job(str(export_id))
+    assert job is not None
+    assert (job.status, job.error) == (Status.ABORTING, "aborted by an operator")
+
+
 async def test_a_row_that_stopped_being_written_is_requeued_even_if_its_job_looks_alive(
     farm: Farm, rows: ExportRows, clip: MadeVideo
 ) -> None:
@@ -184,3 +204,21 @@ async def test_a_pending_export_whose_enqueue_was_lost_is_enqueued(
     assert await farm.queue.job(str(recent)) is None
     row = await farm.row(exhausted)
     assert (row["status"], row["error"]) == (ExportStatus.FAILED, "worker lost (3 attempts)")
+
+
+async def test_a_lost_export_behind_a_full_page_of_waiting_ones_is_still_enqueued(
+    farm: Farm, rows: ExportRows, clip: MadeVideo
+) -> None:
+    user_id = await farm.add_user()
+    video_id = await farm.add_video(user_id, clip.path)
+    for _ in range(IDLE_PAGE_SIZE + 1):
+        waiting = await farm.add_export(user_id, video_id, RenderRequest(), idle_s=PENDING_GRACE_S + 3600)
+        await enqueue_export(farm.queue, waiting)
+    lost = await farm.add_export(user_id, video_id, RenderRequest(), idle_s=PENDING_GRACE_S + 60)
+
+    report = await reconcile(rows, farm.queue, farm.redis)
+
+    assert (report.requeued, report.failed) == ([str(lost)], [])
+    job = await farm.queue.job(str(lost))
+    assert job is not None
+    assert job.status is Status.QUEUED

@@ -31,8 +31,9 @@ async def on_gpu_queue(
     """A pending export routed to the GPU queue `waited_s` ago, its job queued there."""
     user_id = await farm.add_user()
     video_id = await farm.add_video(user_id, clip.path)
-    export_id = await farm.add_export(user_id, video_id, RenderRequest(encoder=encoder), idle_s=waited_s)
-    await farm.sql("UPDATE exports SET queue_name = :q WHERE id = :id", q=queues.gpu.name, id=export_id)
+    export_id = await farm.add_export(
+        user_id, video_id, RenderRequest(encoder=encoder), idle_s=waited_s, queue=queues.gpu.name
+    )
     assert await enqueue_export(queues.gpu, export_id) is not None
     return export_id
 
@@ -109,8 +110,9 @@ async def test_a_dead_attempt_on_the_gpu_queue_is_handed_back_to_the_gpu_queue(
 ) -> None:
     user_id = await farm.add_user()
     video_id = await farm.add_video(user_id, clip.path)
-    export_id = await farm.add_export(user_id, video_id, RenderRequest(), status="processing", attempt=1)
-    await farm.sql("UPDATE exports SET queue_name = :q WHERE id = :id", q=queues.gpu.name, id=export_id)
+    export_id = await farm.add_export(
+        user_id, video_id, RenderRequest(), status="processing", attempt=1, queue=queues.gpu.name
+    )
 
     on_cpu = await reconcile(rows, queues.cpu, farm.redis, unrouted=True)
     on_gpu = await reconcile(rows, queues.gpu, farm.redis, unrouted=False)
@@ -120,3 +122,20 @@ async def test_a_dead_attempt_on_the_gpu_queue_is_handed_back_to_the_gpu_queue(
     assert job is not None
     assert job.status is Status.QUEUED
     assert (await farm.row(export_id))["status"] == "pending"
+
+
+async def test_an_export_from_before_routing_is_reconciled_by_the_cpu_queue_only(
+    farm: Farm, rows: ExportRows, queues: ExportQueues, clip: MadeVideo
+) -> None:
+    user_id = await farm.add_user()
+    video_id = await farm.add_video(user_id, clip.path)
+    export_id = await farm.add_export(user_id, video_id, RenderRequest(), status="processing", attempt=1)
+    await farm.sql("UPDATE exports SET queue_name = NULL WHERE id = :id", id=export_id)
+
+    on_gpu = await reconcile(rows, queues.gpu, farm.redis, unrouted=False)
+    on_cpu = await reconcile(rows, queues.cpu, farm.redis, unrouted=True)
+
+    assert (on_gpu.requeued, on_cpu.requeued) == ([], [str(export_id)])
+    job = await queues.cpu.job(str(export_id))
+    assert job is not None
+    assert job.status is Status.QUEUED

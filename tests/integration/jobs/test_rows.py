@@ -107,3 +107,36 @@ async def test_a_cancelled_export_takes_no_more_writes(farm: Farm, rows: ExportR
     assert not await rows.update_progress(claim.export_id, 1, phase=Phase.UPLOADING, progress=99)
     assert not await rows.fail(claim.export_id, 1, "too late")
     assert await rows.status_of(claim.export_id) == RowState(ExportStatus.CANCELLED, 1)
+
+
+async def idle_exports(farm: Farm, clip: MadeVideo, ages_s: list[int]) -> list[uuid.UUID]:
+    """Processing exports last written `ages_s` seconds ago, in that order."""
+    user_id = await farm.add_user()
+    video_id = await farm.add_video(user_id, clip.path)
+    return [
+        await farm.add_export(user_id, video_id, RenderRequest(), status="processing", attempt=1, idle_s=age)
+        for age in ages_s
+    ]
+
+
+async def test_the_idle_walk_visits_every_idle_row_oldest_first_across_pages(
+    farm: Farm, rows: ExportRows, clip: MadeVideo
+) -> None:
+    ids = await idle_exports(farm, clip, [50, 40, 30, 20, 10])
+
+    walked = [row.export_id async for row in rows.idle(ExportStatus.PROCESSING, idle_s=15, page_size=2)]
+
+    assert walked == ids[:4]
+
+
+async def test_a_row_written_during_the_idle_walk_is_not_visited_again(
+    farm: Farm, rows: ExportRows, clip: MadeVideo
+) -> None:
+    ids = await idle_exports(farm, clip, [50, 40, 30])
+
+    walked = []
+    async for row in rows.idle(ExportStatus.PROCESSING, page_size=1):
+        walked.append(row.export_id)
+        assert await rows.update_progress(row.export_id, 1, phase=Phase.RENDERING, progress=50)
+
+    assert walked == ids
