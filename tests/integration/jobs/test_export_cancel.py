@@ -18,6 +18,7 @@ from gpu_worker.rows import ExportRows
 from gpu_worker.worker import build_worker
 from tests.integration.jobs.farm import Farm, next_message
 from tests.media import MadeVideo
+from tests.paced_render import paced_backend
 
 LATE = {
     "cancelled": "UPDATE exports SET status = 'cancelled', finished_at = now() WHERE id = :id",
@@ -49,7 +50,7 @@ async def test_cancelling_the_row_stops_the_render_within_two_seconds_and_leaves
     farm: Farm, long_clip: MadeVideo
 ) -> None:
     user_id, export_id = await farm.submit(long_clip.path, RenderRequest())
-    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1)
+    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1, build_backend=paced_backend)
     async with farm.redis.pubsub() as sub:
         await sub.subscribe(export_channel(export_id))
         running = asyncio.create_task(worker.start())
@@ -91,7 +92,7 @@ async def test_an_aborted_job_stops_the_render_and_hands_the_row_back_for_a_retr
     farm: Farm, long_clip: MadeVideo
 ) -> None:
     _, export_id = await farm.submit(long_clip.path, RenderRequest())
-    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1)
+    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1, build_backend=paced_backend)
     async with farm.redis.pubsub() as sub:
         await sub.subscribe(export_channel(export_id))
         running = asyncio.create_task(worker.start())
@@ -126,7 +127,7 @@ async def test_an_attempt_whose_row_was_claimed_again_stops_without_writing(
     farm: Farm, long_clip: MadeVideo
 ) -> None:
     _, export_id = await farm.submit(long_clip.path, RenderRequest())
-    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1)
+    worker = build_worker(farm.settings, burst=True, dequeue_timeout=1, build_backend=paced_backend)
     async with farm.redis.pubsub() as sub:
         await sub.subscribe(export_channel(export_id))
         running = asyncio.create_task(worker.start())
