@@ -105,14 +105,19 @@ async def test_an_auto_export_moves_at_once_when_no_gpu_worker_is_left_for_it(
     )
 
 
+async def dead_attempt(farm: Farm, clip: MadeVideo, queue: str | None) -> uuid.UUID:
+    """A 'processing' export without a job, routed to `queue` (None: from before routing)."""
+    user_id = await farm.add_user()
+    video_id = await farm.add_video(user_id, clip.path)
+    export_id = await farm.add_export(user_id, video_id, RenderRequest(), status="processing", attempt=1)
+    await farm.sql("UPDATE exports SET queue_name = :queue WHERE id = :id", queue=queue, id=export_id)
+    return export_id
+
+
 async def test_a_dead_attempt_on_the_gpu_queue_is_handed_back_to_the_gpu_queue(
     farm: Farm, rows: ExportRows, queues: ExportQueues, clip: MadeVideo
 ) -> None:
-    user_id = await farm.add_user()
-    video_id = await farm.add_video(user_id, clip.path)
-    export_id = await farm.add_export(
-        user_id, video_id, RenderRequest(), status="processing", attempt=1, queue=queues.gpu.name
-    )
+    export_id = await dead_attempt(farm, clip, queues.gpu.name)
 
     on_cpu = await reconcile(rows, queues.cpu, farm.redis, unrouted=True)
     on_gpu = await reconcile(rows, queues.gpu, farm.redis, unrouted=False)
@@ -127,10 +132,7 @@ async def test_a_dead_attempt_on_the_gpu_queue_is_handed_back_to_the_gpu_queue(
 async def test_an_export_from_before_routing_is_reconciled_by_the_cpu_queue_only(
     farm: Farm, rows: ExportRows, queues: ExportQueues, clip: MadeVideo
 ) -> None:
-    user_id = await farm.add_user()
-    video_id = await farm.add_video(user_id, clip.path)
-    export_id = await farm.add_export(user_id, video_id, RenderRequest(), status="processing", attempt=1)
-    await farm.sql("UPDATE exports SET queue_name = NULL WHERE id = :id", id=export_id)
+    export_id = await dead_attempt(farm, clip, None)
 
     on_gpu = await reconcile(rows, queues.gpu, farm.redis, unrouted=False)
     on_cpu = await reconcile(rows, queues.cpu, farm.redis, unrouted=True)
