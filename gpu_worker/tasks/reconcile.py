@@ -3,19 +3,21 @@ or 'pending' forever. Its thresholds are the worker's settings STALE_AFTER_S, WO
 PENDING_GRACE_S.
 
 - 'processing' whose SAQ job (key = export id) is gone, neither active nor aborting, or stuck
-  (heartbeat or timeout exceeded), or whose row has not been written for worker_ttl_s while the worker that claimed it
-  (`worker_id`) is no longer in the registry (its heartbeat expired: killed, or its machine died),
-  or, whatever the registry says, not written for stale_after_s (a live attempt writes it at
-  least every 15 s; this backstop also covers a worker that heartbeats but whose render hangs,
-  and the time the registry cannot be read): that attempt is dead. A worker that is merely slow
-  is still in the registry, so the registry rule never takes its export. A job still marked
-  active (a killed worker's job looks so until its SAQ heartbeat lapses) is finished as aborted,
-  then the row goes back to 'pending' and is re-enqueued, or fails with "worker lost (N attempts)" once
-  MAX_ATTEMPTS claims were used.
+  (heartbeat or timeout exceeded), or whose row has not been written for worker_ttl_s while the
+  worker that claimed it (`worker_id`) is no longer in the registry (its heartbeat expired:
+  killed, or its machine died), or, whatever the registry says, not written for stale_after_s (a
+  live attempt writes it at least every 15 s; this backstop also covers a worker that heartbeats
+  but whose render hangs, and the time the registry cannot be read): that attempt is dead. A
+  worker that is merely slow is still in the registry, so the registry rule never takes its
+  export. A job still marked active (a killed worker's job looks so until its SAQ heartbeat
+  lapses) is finished as aborted, then the row goes back to 'pending' and is re-enqueued, or fails
+  with "worker lost (N attempts)" once MAX_ATTEMPTS claims were used.
 - 'pending' for over pending_after_s with no queued or running job (the enqueue after the API's
   insert was lost, or the last job ended without a claim): re-enqueued, or failed likewise.
 Every change is a conditional UPDATE on (id, attempt, status), so a worker that comes back to
 life, or a second reconciler running at the same time, cannot undo it or be undone.
+Both kinds are walked whole (ExportRows.idle pages through them), so however many exports wait
+behind a busy farm, a lost one behind them is still found.
 
 Every worker runs the cron on the queue it takes jobs from (SAQ keeps one cron job per queue), so
 with GPU and CPU workers it runs once per queue and minute; each run looks at both queues (an
