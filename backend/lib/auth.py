@@ -65,6 +65,7 @@ async def resolve_token(hotpath: HotPath, cache: TokenCache[CurrentUser], token:
     token_hash = security.hash_api_token(token)
     if (known := cache.get(token_hash)) is not None:
         return known
+    generation = cache.generation
     found = await hotpath.token_owner(token_hash)
     if found is None or not found.is_active:
         return None
@@ -72,7 +73,7 @@ async def resolve_token(hotpath: HotPath, cache: TokenCache[CurrentUser], token:
     if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
         await hotpath.touch_token(found.token_id, now)
     user = CurrentUser.of(found)
-    cache.put(token_hash, found.token_id, user)
+    cache.put(token_hash, found.token_id, user, generation=generation)
     return user
 
 

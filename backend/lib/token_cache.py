@@ -6,7 +6,8 @@ With 50 clients polling GET /api/exports/{id}, the lookup was about a fifth of t
 that revoked it, but other API processes (`serve --processes`, other hosts) may accept it for up to
 TOKEN_CACHE_S more; a deactivated account or a changed operator flag takes as long to apply to
 tokens. Session cookies are not cached. Unknown or revoked tokens are never remembered, so a
-flood of made-up tokens cannot fill the memory.
+flood of made-up tokens cannot fill the memory; nor is an answer whose lookup was under way when a
+token was forgotten (it may have read the row before the revocation was committed).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class TokenCache(Generic[User]):
         self._max = max_entries
         self._clock = clock
         self._entries: dict[str, _Entry[User]] = {}
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Read before a lookup and hand it to `put`: a `forget` in between voids the answer."""
+        return self._generation
 
     def get(self, token_hash: str) -> User | None:
         entry = self._entries.get(token_hash)
@@ -54,7 +61,9 @@ class TokenCache(Generic[User]):
             return None
         return entry.user
 
-    def put(self, token_hash: str, token_id: UUID, user: User) -> None:
+    def put(self, token_hash: str, token_id: UUID, user: User, *, generation: int) -> None:
+        if generation != self._generation:
+            return
         now = self._clock()
         if len(self._entries) >= self._max and token_hash not in self._entries:
             self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
@@ -63,7 +72,9 @@ class TokenCache(Generic[User]):
         self._entries[token_hash] = _Entry(token_id, user, now + self._ttl_s)
 
     def forget(self, token_id: UUID) -> None:
-        """Drop a revoked token, so this process refuses it from the next request on."""
+        """Drop a revoked token (after its revocation is committed), so this process refuses it from
+        the next request on, and void the answers of lookups still under way."""
+        self._generation += 1
         self._entries = {k: e for k, e in self._entries.items() if e.token_id != token_id}
 
     def __len__(self) -> int:

@@ -84,5 +84,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[m.ApiToken]):
             raise NotFoundError("token not found")
         if row.revoked_at is None:
             row.revoked_at = dt.datetime.now(dt.UTC)
-            row = await self.update(row)
+            # Committed here, not when the response is sent: the caller then makes the token cache
+            # forget it, and a lookup after that must read the revocation.
+            row = await self.update(row, auto_commit=True)
         return row
