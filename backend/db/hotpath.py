@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -39,6 +40,19 @@ LOST_CONNECTION = (
 noticed; the read runs once more on another connection."""
 POOL_MAX = 10
 """Each read holds a connection for a fraction of a millisecond; ten keep up with one API process."""
+READ_TIMEOUT_S = 5.0
+"""The longest a request waits on the hot path (its turn, a connection, the statement): past it the
+database counts as unavailable (503) rather than holding every request open while Postgres hangs."""
+SQLALCHEMY_ONLY_OPTIONS = {"prepared_statement_cache_size": "statement_cache_size"}
+"""URL options that SQLAlchemy's asyncpg dialect reads and asyncpg itself names otherwise, so one
+URL serves both (`?prepared_statement_cache_size=0` is how to run behind pgbouncer's transaction mode)."""
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailableError(Exception):
+    """A hot-path read that could not be answered: Postgres did not answer within READ_TIMEOUT_S,
+    or the connection was lost again on the retry. The API answers 503 with Retry-After."""
 
 
 class Row(asyncpg.Record):
@@ -119,9 +133,12 @@ class HotPath:
     async def open(cls, async_database_url: str) -> HotPath:
         """Connects like the ORM's engine does: the same URL, read by SQLAlchemy's asyncpg dialect."""
         _, options = asyncpg_dialect().create_connect_args(make_url(async_database_url))
+        for ours, theirs in SQLALCHEMY_ONLY_OPTIONS.items():
+            if ours in options:
+                options[theirs] = options.pop(ours)
         pool = await asyncpg.create_pool(
             **options,
-            min_size=1,
+            min_size=0,  # connect on the first read: the API starts (and /ready says why) without Postgres
             max_size=POOL_MAX,
             init=_init,
             record_class=Row,
@@ -146,13 +163,21 @@ class HotPath:
         return await self._fetchrow(OWNED_EXPORT, export_id=export_id, owner=owner)
 
     async def touch_token(self, token_id: UUID, when: dt.datetime) -> None:
-        async with self._turns:
-            await self._pool.execute(TOUCH_TOKEN.sql, *TOUCH_TOKEN.args({"token_id": token_id, "when": when}))
+        args = TOUCH_TOKEN.args({"token_id": token_id, "when": when})
+        await self._call(lambda: self._pool.execute(TOUCH_TOKEN.sql, *args))
 
     async def _fetchrow(self, statement: Statement, **values: Any) -> Row | None:
         args = statement.args(values)
-        async with self._turns:
-            try:
-                return await self._pool.fetchrow(statement.sql, *args)
-            except LOST_CONNECTION:
-                return await self._pool.fetchrow(statement.sql, *args)
+        return await self._call(lambda: self._pool.fetchrow(statement.sql, *args))
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S), self._turns:
+                try:
+                    return await operation()
+                except asyncpg.QueryCanceledError:
+                    raise
+                except LOST_CONNECTION:
+                    return await operation()
+        except (TimeoutError, *LOST_CONNECTION) as exc:
+            raise DatabaseUnavailableError(f"database unavailable: {type(exc).__name__}") from exc

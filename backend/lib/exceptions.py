@@ -17,9 +17,16 @@ from advanced_alchemy.exceptions import IntegrityError, NotFoundError, Repositor
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_409_CONFLICT, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from backend.db.hotpath import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_S = 5
 PROBLEM_JSON = "application/problem+json"
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
 
@@ -103,6 +110,18 @@ def repository_exception_handler(request: Request[Any, Any, Any], exc: Repositor
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
+def database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: DatabaseUnavailableError
+) -> Response[Any]:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the database is not answering; try again shortly",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
@@ -112,6 +131,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_exception_handler,
     NotAuthorizedException: http_exception_handler,
     RepositoryError: repository_exception_handler,
+    DatabaseUnavailableError: database_unavailable_handler,
     Exception: unhandled_exception_handler,
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 from advanced_alchemy.config import EngineConfig
@@ -38,6 +38,19 @@ from backend.lib.token_cache import TokenCache
 from gpu_worker.store import Store, open_store
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+
+
+async def _connected(opened: AsyncExitStack, url: str, name: str) -> RedisQueue:
+    """A connected queue that `opened` disconnects at the end."""
+    queue = RedisQueue.from_url(url, name=name)
+    await queue.connect()
+
+    async def disconnect() -> None:
+        with suppress(RedisError):  # Redis may be gone; the queue has nothing to flush
+            await queue.disconnect()
+
+    opened.push_async_callback(disconnect)
+    return queue
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -78,32 +91,27 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.redis = redis
-        app.state.session_maker = alchemy.create_session_maker()
-        app.state.hotpath = await HotPath.open(settings.core.async_database_url)
-        app.state.token_cache = TokenCache[CurrentUser]()
-        app.state.store = open_store(settings.core.storage)
-        # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis socket).
-        # Exports are routed to the CPU queue (`queue`) or the GPU queue (gpu_worker.routing).
-        queue_url = settings.core.redis_url or ""
-        app.state.queue = RedisQueue.from_url(queue_url, name=settings.core.cpu_queue_name)
-        app.state.gpu_queue = RedisQueue.from_url(queue_url, name=settings.core.gpu_queue_name)
-        await app.state.queue.connect()
-        await app.state.gpu_queue.connect()
-        # One Redis pub/sub connection shared by every progress websocket of this process.
-        app.state.fanout = Fanout.from_url(settings.core.redis_url or "")
-        await app.state.fanout.start()
-        try:
+        # Everything opened is closed in reverse order, also when a later step of the start fails.
+        async with AsyncExitStack() as opened:
+            opened.push_async_callback(redis.aclose)
+            app.state.settings = settings
+            app.state.redis = redis
+            app.state.session_maker = alchemy.create_session_maker()
+            app.state.hotpath = await HotPath.open(settings.core.async_database_url)
+            opened.push_async_callback(app.state.hotpath.aclose)
+            app.state.token_cache = TokenCache[CurrentUser]()
+            app.state.store = open_store(settings.core.storage)
+            opened.push_async_callback(app.state.store.aclose)
+            # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis
+            # socket). Exports are routed to the CPU queue (`queue`) or the GPU queue (gpu_worker.routing).
+            queue_url = settings.core.redis_url or ""
+            app.state.queue = await _connected(opened, queue_url, settings.core.cpu_queue_name)
+            app.state.gpu_queue = await _connected(opened, queue_url, settings.core.gpu_queue_name)
+            # One Redis pub/sub connection shared by every progress websocket of this process.
+            app.state.fanout = Fanout.from_url(settings.core.redis_url or "")
+            await app.state.fanout.start()
+            opened.push_async_callback(app.state.fanout.aclose)
             yield
-        finally:
-            await app.state.fanout.aclose()
-            with suppress(RedisError):  # Redis may be gone; the queues have nothing to flush
-                await app.state.queue.disconnect()
-                await app.state.gpu_queue.disconnect()
-            await app.state.store.aclose()
-            await app.state.hotpath.aclose()
-            await redis.aclose()
 
     return Litestar(
         route_handlers=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from backend.db.hotpath import APPLICATION_NAME, HotPath
+from backend.db import hotpath as hotpath_module
+from backend.db.hotpath import APPLICATION_NAME, DatabaseUnavailableError, HotPath
 
 
 @pytest.fixture
@@ -61,3 +63,28 @@ async def test_a_read_on_a_connection_postgres_dropped_is_answered_from_a_fresh_
     row = await hotpath.user(user_id)
     assert row is not None
     assert row.email == "pool@example.com"
+
+
+async def test_a_read_that_postgres_holds_past_the_timeout_is_reported_unavailable(
+    hotpath: HotPath, db_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hotpath_module, "READ_TIMEOUT_S", 0.5)
+    async with db_engine.connect() as locker:
+        await locker.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailableError, match="TimeoutError"):
+            await hotpath.user(uuid.uuid4())
+        waited = time.monotonic() - started
+        await locker.rollback()
+    assert 0.5 <= waited < 2.0
+    assert await hotpath.user(uuid.uuid4()) is None  # the pool still answers once the lock is gone
+
+
+async def test_the_urls_statement_cache_option_reaches_the_pool(
+    database_url: str, db_engine: AsyncEngine
+) -> None:
+    opened = await HotPath.open(f"{database_url}?prepared_statement_cache_size=0")
+    try:
+        assert await opened.user(uuid.uuid4()) is None
+    finally:
+        await opened.aclose()

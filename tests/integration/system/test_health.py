@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from backend.lib.security import new_api_token
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 
@@ -36,6 +39,39 @@ async def test_ready_is_503_naming_redis_when_redis_is_unreachable(
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["storage"] == "ok"
     assert body["checks"]["redis"].startswith("error: ")
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def without_postgres(settings: Settings) -> Settings:
+    return replace(
+        settings,
+        core=replace(settings.core, database_url=f"postgresql://nobody@127.0.0.1:{unused_port()}/gone"),
+    )
+
+
+async def test_the_api_starts_without_postgres_and_ready_names_the_database(settings: Settings) -> None:
+    async with AsyncTestClient(app=create_app(without_postgres(settings))) as c:
+        r = await c.get("/ready")
+    assert r.status_code == 503
+    checks = r.json()["checks"]
+    assert (checks["redis"], checks["storage"]) == ("ok", "ok")
+    assert checks["database"].startswith("error: ")
+
+
+async def test_an_api_call_without_postgres_is_503_with_retry_after(settings: Settings) -> None:
+    async with AsyncTestClient(app=create_app(without_postgres(settings))) as c:
+        r = await c.get(
+            f"/api/exports/{uuid.uuid4()}", headers={"authorization": f"Bearer {new_api_token()}"}
+        )
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["retry-after"] == "5"
+    assert r.json()["detail"] == "the database is not answering; try again shortly"
 
 
 async def test_ready_is_503_naming_storage_when_the_bucket_is_gone(
