@@ -101,6 +101,8 @@ def serve(
 
     settings = Settings.from_env()
     chosen = _setup_logging(settings, log_format)
+    address = (host or settings.host, port or settings.port)
+    _refuse_a_taken_port(*address)  # before the embedded servers start: a clear, quick failure
     with services(settings) as ready:
         _migrate(ready)
         options: dict[str, Any] = {
@@ -111,13 +113,26 @@ def serve(
             "log_config": None if chosen == "json" else LOGGING_CONFIG,
         }
         count = processes or int(os.environ.get("API_PROCESSES") or 1)
-        sock = _listen(host or ready.host, port or ready.port, shared=count > 1)
+        sock = _listen(*address, shared=count > 1)
         children = [_fork_api(options, sock, ready) for _ in range(count - 1)]
         try:
             _serve_api(options, sock, ready, with_workers=ready.run_worker and not no_worker)
         finally:
             _stop_children(children)
             sock.close()
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Fail the start if anything listens on the port: SO_REUSEPORT (`_listen`) would otherwise let
+    a second `serve --processes N` of the same user share it with the first, and the kernel would
+    split connections between the two (old and new code during a deploy)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
 def _listen(host: str, port: int, *, shared: bool) -> socket.socket:

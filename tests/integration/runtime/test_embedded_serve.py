@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,8 +52,8 @@ def serve(tmp_path: Path) -> Iterator[object]:
     env.pop("SECRET_KEY", None)
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, **extra_env: str) -> tuple[str, subprocess.Popen[bytes]]:
-        port = free_port()
+    def start(*args: str, port: int | None = None, **extra_env: str) -> tuple[str, subprocess.Popen[bytes]]:
+        port = port or free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "serve", "--port", str(port), *args],
             cwd=tmp_path,
@@ -134,3 +135,20 @@ def test_serve_with_two_api_processes_answers_on_one_port_and_stops_both(serve, 
     assert stop(proc) == 0
     assert not api[0].is_running()
     assert processes_mentioning(tmp_path / ".data") == []
+
+
+def test_serve_refuses_a_port_another_server_listens_on_even_with_several_processes(
+    serve, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as other:  # as a running `serve --processes 2` holds it
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        _, proc = serve("--processes", "2", "--no-worker", port=taken)
+        code = proc.wait(STOP_TIMEOUT_S)
+    assert code == 1
+    assert (
+        f"cannot listen on 127.0.0.1:{taken}: Address already in use" in (tmp_path / "serve.log").read_text()
+    )
+    assert not (tmp_path / ".data" / "postgres").exists()  # it failed before any embedded server started
