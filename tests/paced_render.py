@@ -1,8 +1,9 @@
 """A CPU render slowed to a known pace, for tests that stop a render half-way.
 
 On an idle machine the 40 s test clip renders in under two seconds, sooner than SAQ's one-second
-abort poll plus the stop can be relied on; at FRAME_DELAY_S a frame it takes at least ten, whatever
-the machine, and the tests that stop it still end after a second or two.
+abort poll plus the stop can be relied on, and the 8 s one finishes before its first throttled
+progress report; at FRAME_DELAY_S a frame they take at least ten and two seconds, whatever the
+machine, and the tests that stop them still end after a second or two.
 """
 
 from __future__ import annotations
