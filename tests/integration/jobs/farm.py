@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from gpu_worker.worker import build_worker
 from tests.fixtures.app import worker_settings
 
 WORKER_RUN_TIMEOUT_S = 60
+RECONCILE_NEVER = "0 0 29 2 *"
+"""The farm's workers keep the reconciler cron off (tests call `reconcile` themselves): at a minute
+boundary it re-ran exports that a test had left 'processing' under a made-up worker."""
 
 
 @dataclass
@@ -158,8 +161,9 @@ async def messages_until_terminal(pubsub: PubSub) -> list[ProgressMessage]:
 async def open_farm(
     root: Path, database_url: str, redis_url: str, db: AsyncEngine, storage: StoreSettings
 ) -> AsyncIterator[Farm]:
-    settings = worker_settings(
-        root, database_url, redis_url, storage, queue_name=f"test-{uuid.uuid4().hex[:12]}"
+    settings = replace(
+        worker_settings(root, database_url, redis_url, storage, queue_name=f"test-{uuid.uuid4().hex[:12]}"),
+        reconcile_cron=RECONCILE_NEVER,
     )
     queue = RedisQueue.from_url(redis_url, name=settings.queue_name)
     farm = Farm(settings, db, open_store(storage), queue, Redis.from_url(redis_url))
