@@ -409,11 +409,20 @@ def create_user(email: str, password: str, token_name: str | None, operator: boo
 
 
 async def _set_operator(settings: Settings, email: str, operator: bool) -> None:
+    """Committed, then announced, so running API processes stop trusting the user's cached tokens."""
+    from redis.asyncio import Redis
+
     from backend.domain.accounts.services import UserService
+    from backend.lib.revocations import Revocation, announce
 
     async with _db_session(settings) as db:
-        await UserService(session=db).set_operator(email, operator)
+        user = await UserService(session=db).set_operator(email, operator)
         await db.commit()
+    redis = Redis.from_url(settings.core.redis_url or "")
+    try:
+        await announce(redis, Revocation(user_id=user.id))
+    finally:
+        await redis.aclose()
 
 
 @main.command("grant-operator")

@@ -56,15 +56,25 @@ class CurrentUser:
         return cls(id=row.id, email=row.email, is_operator=row.is_operator, created_at=row.created_at)
 
 
-async def resolve_token(hotpath: HotPath, cache: TokenCache[CurrentUser], token: str) -> CurrentUser | None:
-    """The active user behind a bearer token, or None for unknown/revoked tokens. A lookup
+@dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """`scope["auth"]` of a caller identified by an API token: which one, so that its revocation
+    can close the websockets it opened."""
+
+    token_id: UUID
+
+
+async def resolve_token(
+    hotpath: HotPath, cache: TokenCache[CurrentUser], token: str
+) -> tuple[TokenAuth, CurrentUser] | None:
+    """The token and the active user behind it, or None for unknown/revoked tokens. A lookup
     (backend.lib.token_cache says how long its answer is reused) refreshes the token's
     last_used_at when that is older than LAST_USED_RESOLUTION."""
     if not security.looks_like_api_token(token):
         return None
     token_hash = security.hash_api_token(token)
     if (known := cache.get(token_hash)) is not None:
-        return known
+        return TokenAuth(known.token_id), known.user
     generation = cache.generation
     found = await hotpath.token_owner(token_hash)
     if found is None or not found.is_active:
@@ -74,7 +84,7 @@ async def resolve_token(hotpath: HotPath, cache: TokenCache[CurrentUser], token:
         await hotpath.touch_token(found.token_id, now)
     user = CurrentUser.of(found)
     cache.put(token_hash, found.token_id, user, generation=generation)
-    return user
+    return TokenAuth(found.token_id), user
 
 
 class AuthMiddleware(AbstractAuthenticationMiddleware):
@@ -87,12 +97,13 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         state = connection.app.state
         hotpath: HotPath = state.hotpath
         if token is not None:
-            user = await resolve_token(hotpath, state.token_cache, token)
-            if user is None:
+            resolved = await resolve_token(hotpath, state.revocations.cache, token)
+            if resolved is None:
                 if connection.scope["type"] == "websocket":
                     return AuthenticationResult(user=None, auth=AUTH_REJECTED)
                 raise NotAuthorizedException("invalid or revoked API token")
-            return AuthenticationResult(user=user, auth="token")
+            auth, user = resolved
+            return AuthenticationResult(user=user, auth=auth)
         raw = connection.scope.get("session") or {}
         user_id = raw.get(SESSION_USER_KEY) if isinstance(raw, dict) else None
         if user_id is None:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from backend.lib.token_cache import TOKEN_CACHE_S
 from gpu_worker.settings import MiB, WorkerSettings, env_bool
 
 
@@ -29,6 +30,7 @@ class Settings:
     max_active_exports: int = 5
     export_requests_per_minute: int = 30
     access_log: bool = True
+    token_cache_s: float = TOKEN_CACHE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +48,7 @@ class Settings:
             max_active_exports=int(env.get("MAX_ACTIVE_EXPORTS", "5")),
             export_requests_per_minute=int(env.get("EXPORT_REQUESTS_PER_MINUTE", "30")),
             access_log=env_bool(env.get("ACCESS_LOG"), True),
+            token_cache_s=float(env.get("TOKEN_CACHE_S", str(TOKEN_CACHE_S))),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

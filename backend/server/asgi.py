@@ -32,6 +32,7 @@ from backend.domain.exports.fanout import Fanout
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
+from backend.lib.revocations import Revocations
 from backend.lib.sessions import LazySessionConfig
 from backend.lib.settings import Settings
 from backend.lib.token_cache import TokenCache
@@ -99,7 +100,11 @@ def create_app(settings: Settings) -> Litestar:
             app.state.session_maker = alchemy.create_session_maker()
             app.state.hotpath = await HotPath.open(settings.core.async_database_url)
             opened.push_async_callback(app.state.hotpath.aclose)
-            app.state.token_cache = TokenCache[CurrentUser]()
+            # Tokens are remembered per process; revocations reach every process over Redis.
+            cache = TokenCache[CurrentUser](ttl_s=settings.token_cache_s)
+            app.state.revocations = Revocations(settings.core.redis_url or "", redis, cache)
+            await app.state.revocations.start()
+            opened.push_async_callback(app.state.revocations.aclose)
             app.state.store = open_store(settings.core.storage)
             opened.push_async_callback(app.state.store.aclose)
             # RedisQueue directly: saq's generic Queue.from_url refuses unix:// (the embedded Redis

@@ -99,4 +99,4 @@ class TokenController(Controller):
         state: State,
     ) -> None:
         await tokens.revoke(current_user.id, token_id)
-        state.token_cache.forget(token_id)
+        await state.revocations.revoke_token(token_id)

@@ -143,7 +143,7 @@ class TokenPages(Controller):
         state: State,
     ) -> Template:
         await tokens.revoke(current_user.id, token_id)
-        state.token_cache.forget(token_id)
+        await state.revocations.revoke_token(token_id)
         return await _tokens_page(tokens, current_user)
 
 

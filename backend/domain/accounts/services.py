@@ -84,7 +84,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[m.ApiToken]):
             raise NotFoundError("token not found")
         if row.revoked_at is None:
             row.revoked_at = dt.datetime.now(dt.UTC)
-            # Committed here, not when the response is sent: the caller then makes the token cache
-            # forget it, and a lookup after that must read the revocation.
+            # Committed here, not when the response is sent: the caller then announces it to every
+            # API process (backend.lib.revocations), and a lookup after that must read it.
             row = await self.update(row, auto_commit=True)
         return row

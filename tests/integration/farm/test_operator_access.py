@@ -28,7 +28,15 @@ from gpu_worker.rows import ExportRows
 from gpu_worker.store import open_store
 from gpu_worker.tasks.context import WorkerServices
 from gpu_worker.worker import build_worker
-from tests.fixtures.app import PASSWORD, csrf_headers, forget_queue, on_queue, queue_name, register
+from tests.fixtures.app import (
+    PASSWORD,
+    csrf_headers,
+    forget_queue,
+    on_queue,
+    queue_name,
+    register,
+    run_vexport,
+)
 from tests.media import make_video
 
 DRAIN_SEEN_WITHIN_S = 3.0
@@ -76,18 +84,6 @@ async def live_worker(farm_settings: Settings) -> AsyncIterator[Presence]:
     await services.redis.aclose()
     await services.rows.aclose()
     await services.store.aclose()
-
-
-def run_vexport(settings: Settings, *args: str) -> str:
-    """A `vexport` command against the test database, as an operator runs it; its output."""
-    env = {
-        "DATABASE_URL": settings.core.database_url or "",
-        "REDIS_URL": settings.core.redis_url or "",
-        "VEXPORT_DATA_DIR": str(settings.core.data_dir),
-    }
-    result = CliRunner().invoke(vexport, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 async def grant_operator(settings: Settings, email: str, *flags: str) -> str:
