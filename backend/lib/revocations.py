@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "vexport:auth:revocations"
 CONFIRM_TIMEOUT_S = 10.0
+ANNOUNCE_TIMEOUT_S = 2.0
+"""A hung Redis must not hold up the response to the revocation, which is committed already."""
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 RECENT = 1024
@@ -54,15 +56,14 @@ def client_name() -> str:
     return f"vexport:revocations:{os.getpid()}"
 
 
-async def announce(redis: Redis, revocation: Revocation) -> bool:
-    """Publish a committed revocation; False (logged) when Redis did not take it: other processes
+async def announce(redis: Redis, revocation: Revocation) -> None:
+    """Publish a committed revocation; when Redis does not take it, log and go on: other processes
     then apply it within TOKEN_CACHE_S, or at once if they lost Redis too (their caches suspend)."""
     try:
-        await redis.publish(CHANNEL, msgspec.json.encode(revocation))
-    except (RedisError, OSError) as exc:
+        async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+            await redis.publish(CHANNEL, msgspec.json.encode(revocation))
+    except (RedisError, OSError) as exc:  # TimeoutError is an OSError
         log.warning("could not announce %s: %s", revocation, exc)
-        return False
-    return True
 
 
 class TokenSockets:

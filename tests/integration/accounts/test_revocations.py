@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 
-from backend.lib.revocations import CHANNEL, Revocations, client_name
+from backend.lib.revocations import CHANNEL, Revocation, Revocations, announce, client_name
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from tests.fixtures.app import csrf_headers, run_vexport
-from tests.fixtures.live import Account, account, rest_until_closed, serve_app
+from tests.fixtures.live import Account, account, free_port, rest_until_closed, serve_app
 
 REMEMBERED_S = 60.0
 """Far longer than any test here waits: a refusal can only come from the revocation channel."""
@@ -156,3 +157,15 @@ async def test_taking_the_operator_role_away_applies_at_once_to_a_remembered_tok
     assert await remembered(process, user, "/api/workers") == 200
     await asyncio.to_thread(run_vexport, settings, "grant-operator", "--revoke", "revoker@example.com")
     await answers_within(process, user, 404, "/api/workers")
+
+
+async def test_announcing_to_a_redis_that_is_not_there_logs_it_and_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    revoked = Revocation(token_id=uuid.UUID(int=7))
+    try:
+        await announce(unreachable, revoked)
+    finally:
+        await unreachable.aclose()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"could not announce {revoked}"]
