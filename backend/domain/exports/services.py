@@ -194,6 +194,8 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 detail="invalid export request", extra=body_errors(exc.field, exc.message)
             ) from exc
         wanted = request_json(render)
+        # Routing reads the worker registry in Redis: done before the lock, which it does not need.
+        route = await queue.route(render.video_codec, render.encoder)
 
         await session.execute(select(m.User.id).where(m.User.id == user.id).with_for_update())
         if idempotency_key is not None:
@@ -208,7 +210,6 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 detail=f"at most {max_active} exports may be pending or processing at once",
                 headers={"Retry-After": str(ACTIVE_LIMIT_RETRY_AFTER_S)},
             )
-        route = await queue.route(render.video_codec, render.encoder)
         export = await self.create(
             m.Export(
                 video_id=video.id,
