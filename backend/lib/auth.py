@@ -21,6 +21,7 @@ from litestar.types import Scope, Scopes
 
 from backend.db.hotpath import HotPath, Row
 from backend.lib import security
+from backend.lib.sessions import session_ref
 from backend.lib.token_cache import TokenCache
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -62,6 +63,14 @@ class TokenAuth:
     can close the websockets it opened."""
 
     token_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAuth:
+    """`scope["auth"]` of a caller identified by the session cookie: which session
+    (`backend.lib.sessions.session_ref`), so that logging out closes the websockets it opened."""
+
+    session: str
 
 
 async def resolve_token(
@@ -111,7 +120,8 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         found = await hotpath.user(UUID(user_id))
         if found is None or not found.is_active:
             return AuthenticationResult(user=None, auth=None)
-        return AuthenticationResult(user=CurrentUser.of(found), auth="session")
+        ref = session_ref(connection)
+        return AuthenticationResult(user=CurrentUser.of(found), auth=SessionAuth(ref) if ref else None)
 
 
 async def provide_current_user(scope: Scope) -> CurrentUser:

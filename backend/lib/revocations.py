@@ -1,6 +1,7 @@
-"""Revocations reach every API process at once: a revoked API token, or a user whose standing
-changed (`vexport grant-operator --revoke`), is announced on one Redis channel; each API process
-listens, forgets the token in its cache and closes the websockets that token opened (4401).
+"""Revocations reach every API process at once: a revoked API token, a browser session logged out,
+or a user whose standing changed (`vexport grant-operator --revoke`), is announced on one Redis
+channel; each API process listens, forgets the token in its cache and closes the websockets that
+token or session opened (4401).
 
 Pub/sub is at-most-once, so the cache is trusted only while the process is subscribed: it is
 suspended when the connection drops and resumed, empty, once the subscription is confirmed again,
@@ -38,13 +39,17 @@ ANNOUNCE_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 RECENT = 1024
-"""Revoked token ids kept, so a socket admitted just before its token's revocation arrived is still closed."""
+"""Revoked credentials kept, so a socket admitted just before its revocation arrived is still closed."""
+
+Credential = UUID | str
+"""What admitted a websocket: an API token's id, or a session's `backend.lib.sessions.session_ref`."""
 
 
 class Revocation(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One of the two: a token revoked, or a user whose every token must be looked up again."""
+    """One of: a token revoked, a session logged out, or a user whose every token must be looked up again."""
 
     token_id: UUID | None = None
+    session: str | None = None
     user_id: UUID | None = None
 
 
@@ -66,44 +71,44 @@ async def announce(redis: Redis, revocation: Revocation) -> None:
         log.warning("could not announce %s: %s", revocation, exc)
 
 
-class TokenSockets:
-    """The open websockets of each API token: an event per socket, set when its token is revoked."""
+class CredentialSockets:
+    """The open websockets of each credential: an event per socket, set when it is revoked."""
 
     def __init__(self, recent: int = RECENT) -> None:
-        self._open: dict[UUID, set[asyncio.Event]] = {}
-        self._recent: OrderedDict[UUID, None] = OrderedDict()
+        self._open: dict[Credential, set[asyncio.Event]] = {}
+        self._recent: OrderedDict[Credential, None] = OrderedDict()
         self._keep = recent
 
     @contextlib.contextmanager
-    def watch(self, token_id: UUID) -> Iterator[asyncio.Event]:
+    def watch(self, credential: Credential) -> Iterator[asyncio.Event]:
         revoked = asyncio.Event()
-        if token_id in self._recent:
+        if credential in self._recent:
             revoked.set()
-        watching = self._open.setdefault(token_id, set())
+        watching = self._open.setdefault(credential, set())
         watching.add(revoked)
         try:
             yield revoked
         finally:
             watching.discard(revoked)
             if not watching:
-                self._open.pop(token_id, None)
+                self._open.pop(credential, None)
 
-    def revoke(self, token_id: UUID) -> None:
-        self._recent[token_id] = None
-        self._recent.move_to_end(token_id)
+    def revoke(self, credential: Credential) -> None:
+        self._recent[credential] = None
+        self._recent.move_to_end(credential)
         while len(self._recent) > self._keep:
             self._recent.popitem(last=False)
-        for revoked in self._open.get(token_id, ()):
+        for revoked in self._open.get(credential, ()):
             revoked.set()
 
 
 class Revocations:
-    """This process's token cache and token sockets, kept true by the revocation channel;
+    """This process's token cache and credential sockets, kept true by the revocation channel;
     `start()` in the app's lifespan, `aclose()` at its end."""
 
     def __init__(self, redis_url: str, publisher: Redis, cache: TokenCache[CurrentUser]) -> None:
         self.cache = cache
-        self.sockets = TokenSockets()
+        self.sockets = CredentialSockets()
         self._publisher = publisher
         self._redis = Redis.from_url(
             redis_url, client_name=client_name(), retry=Retry(NoBackoff(), 0, supported_errors=())
@@ -125,13 +130,22 @@ class Revocations:
 
     async def revoke_token(self, token_id: UUID) -> None:
         """Call once the revocation is committed: applied here at once, then announced."""
-        self.apply(Revocation(token_id=token_id))
-        await announce(self._publisher, Revocation(token_id=token_id))
+        await self._revoke(Revocation(token_id=token_id))
+
+    async def end_session(self, session: str) -> None:
+        """Call at log-out: the session's websockets close in every process."""
+        await self._revoke(Revocation(session=session))
+
+    async def _revoke(self, revocation: Revocation) -> None:
+        self.apply(revocation)
+        await announce(self._publisher, revocation)
 
     def apply(self, revocation: Revocation) -> None:
         if revocation.token_id is not None:
             self.cache.forget(revocation.token_id)
             self.sockets.revoke(revocation.token_id)
+        if revocation.session is not None:
+            self.sockets.revoke(revocation.session)
         if revocation.user_id is not None:
             self.cache.forget_user(revocation.user_id)
 

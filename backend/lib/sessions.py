@@ -12,6 +12,7 @@ response store the session under a fresh id and delete the old one.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
@@ -20,6 +21,14 @@ from litestar.middleware.session.server_side import ServerSideSessionBackend, Se
 from litestar.types import Empty, HTTPResponseStartEvent, ScopeSession
 
 _ROTATED_ID = "vexport_rotated_session_id"
+SESSION_COOKIE = "session"
+
+
+def session_ref(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """A digest of the session id the browser sent: names its session (to close its websockets at
+    log-out, across processes) without passing the id itself around."""
+    sent = connection.cookies.get(SESSION_COOKIE)
+    return hashlib.sha256(sent.encode()).hexdigest() if sent else None
 
 
 def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:

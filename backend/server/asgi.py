@@ -33,7 +33,7 @@ from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
 from backend.lib.revocations import Revocations
-from backend.lib.sessions import LazySessionConfig
+from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
 from backend.lib.settings import Settings
 from backend.lib.token_cache import TokenCache
 from gpu_worker.store import Store, open_store
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     redis = Redis.from_url(settings.core.redis_url or "", decode_responses=False)
     sessions = LazySessionConfig(
+        key=SESSION_COOKIE,
         store="sessions",
         max_age=settings.session_max_age_s,
         secure=settings.secure_cookies,

@@ -18,7 +18,8 @@ from backend.domain.accounts.schemas import Credentials, TokenCreate, TokenCreat
 from backend.domain.accounts.services import ApiTokenService, UserService
 from backend.lib.auth import SESSION_USER_KEY
 from backend.lib.deps import CurrentUserDep
-from backend.lib.sessions import rotate_session
+from backend.lib.revocations import Revocations
+from backend.lib.sessions import rotate_session, session_ref
 
 
 def start_session(request: Request[Any, Any, Any], user: m.User) -> None:
@@ -27,6 +28,15 @@ def start_session(request: Request[Any, Any, Any], user: m.User) -> None:
     request.clear_session()
     request.set_session({SESSION_USER_KEY: str(user.id)})
     rotate_session(request)
+
+
+async def end_session(request: Request[Any, Any, Any]) -> None:
+    """Log out: the session is emptied, and the websockets it opened close in every API process."""
+    ref = session_ref(request)
+    request.clear_session()
+    if ref is not None:
+        revocations: Revocations = request.app.state.revocations
+        await revocations.end_session(ref)
 
 
 class AuthController(Controller):
@@ -60,7 +70,7 @@ class AuthController(Controller):
 
     @post("/logout", operation_id="logout", status_code=HTTP_204_NO_CONTENT)
     async def logout(self, request: Request[Any, Any, Any]) -> None:
-        request.clear_session()
+        await end_session(request)
 
     @get("/me", operation_id="me")
     async def me(self, users: NamedDependency[UserService], current_user: CurrentUserDep) -> UserOut:

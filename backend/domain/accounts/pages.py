@@ -18,7 +18,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_201_CREATED, HTTP_422_UNPROCESSABLE_ENTITY
 
-from backend.domain.accounts.controllers import start_session
+from backend.domain.accounts.controllers import end_session, start_session
 from backend.domain.accounts.deps import provide_token_service, provide_user_service
 from backend.domain.accounts.schemas import Credentials, TokenCreate
 from backend.domain.accounts.services import ApiTokenService, EmailTakenError, UserService
@@ -103,7 +103,7 @@ class AccountPages(Controller):
 
     @post("/logout")
     async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
-        request.clear_session()
+        await end_session(request)
         return Redirect("/login", status_code=303)
 
 

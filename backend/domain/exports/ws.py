@@ -6,9 +6,9 @@ was sent. A message lost in between is covered by the periodic Postgres re-check
 stream once the export is final. Sockets share the process's one Redis pub/sub connection
 (`fanout.Fanout`); after it reconnects they re-read the snapshot, since messages may have been lost.
 
-Close codes: 4401 not logged in or an invalid/revoked `?token=` (also when the token that opened the
-socket is revoked later), 4403 cross-site Origin, 4404 no such export for this user (the same for
-another user's id), 1000 after a terminal status. Sockets
+Close codes: 4401 not logged in or an invalid/revoked `?token=` (also when the token or the session
+that opened the socket is revoked or logged out later), 4403 cross-site Origin, 4404 no such export
+for this user (the same for another user's id), 1000 after a terminal status. Sockets
 are accepted before being closed with these codes, because a browser never sees the code of a
 refused handshake.
 """
@@ -34,7 +34,7 @@ from sqlalchemy import or_, select
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
 from backend.domain.exports.services import ACTIVE, progress_from_row
-from backend.lib.auth import AUTH_REJECTED, CurrentUser, TokenAuth
+from backend.lib.auth import AUTH_REJECTED, CurrentUser, SessionAuth, TokenAuth
 from backend.lib.revocations import Revocations
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
 from gpu_worker.progress import read_snapshot
@@ -71,9 +71,9 @@ async def admit(socket: WebSocket[Any, Any, Any]) -> CurrentUser | None:
 
 
 async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any, Any, None]) -> None:
-    """Run `work` until it ends (then close, 1000), the client goes away, or the API token that
-    opened the socket is revoked (then close, 4401), whichever is first."""
-    with _token_revoked(socket) as revoked:
+    """Run `work` until it ends (then close, 1000), the client goes away, or the API token or
+    session that opened the socket is revoked (then close, 4401), whichever is first."""
+    with _revoked(socket) as (revoked, reason):
         follow = asyncio.ensure_future(work)
         listener = asyncio.ensure_future(_drain(socket))
         revocation = asyncio.ensure_future(revoked.wait())
@@ -84,7 +84,7 @@ async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any
                 follow.result()
                 await socket.close(code=WS_1000_NORMAL_CLOSURE)
             elif revocation in done:
-                await socket.close(code=WS_UNAUTHENTICATED, reason="API token revoked")
+                await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
         finally:
             for task in tasks:
                 task.cancel()
@@ -92,15 +92,18 @@ async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any
 
 
 @contextlib.contextmanager
-def _token_revoked(socket: WebSocket[Any, Any, Any]) -> Iterator[asyncio.Event]:
-    """Set when the token the socket was admitted with is revoked; never, for a session's socket."""
+def _revoked(socket: WebSocket[Any, Any, Any]) -> Iterator[tuple[asyncio.Event, str]]:
+    """An event set when what admitted the socket is revoked, and the close reason to give then."""
     auth = socket.scope.get("auth")
-    if not isinstance(auth, TokenAuth):
-        yield asyncio.Event()
-        return
     revocations: Revocations = socket.app.state.revocations
-    with revocations.sockets.watch(auth.token_id) as revoked:
-        yield revoked
+    if isinstance(auth, TokenAuth):
+        with revocations.sockets.watch(auth.token_id) as revoked:
+            yield revoked, "API token revoked"
+    elif isinstance(auth, SessionAuth):
+        with revocations.sockets.watch(auth.session) as revoked:
+            yield revoked, "logged out"
+    else:
+        yield asyncio.Event(), ""
 
 
 async def _drain(socket: WebSocket[Any, Any, Any]) -> None:

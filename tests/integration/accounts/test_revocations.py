@@ -1,5 +1,5 @@
-"""Revocations reach every API process at once (backend.lib.revocations), however long a process
-would otherwise remember a token: here two live servers share Postgres and Redis, like two API
+"""Revocations and log-outs reach every API process at once (backend.lib.revocations), however long
+a process would otherwise remember a token: here two live servers share Postgres and Redis, like two API
 processes behind a load balancer, and remember a resolved token for a minute.
 """
 
@@ -23,8 +23,10 @@ from websockets.asyncio.client import connect
 from backend.lib.revocations import CHANNEL, Revocation, Revocations, announce, client_name
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
+from gpu_worker.contract import ExportStatus, ProgressMessage
+from gpu_worker.progress import publish_progress
 from tests.fixtures.app import csrf_headers, run_vexport
-from tests.fixtures.live import Account, account, free_port, rest_until_closed, serve_app
+from tests.fixtures.live import Account, account, free_port, recv, rest_until_closed, serve_app
 
 REMEMBERED_S = 60.0
 """Far longer than any test here waits: a refusal can only come from the revocation channel."""
@@ -169,3 +171,37 @@ async def test_announcing_to_a_redis_that_is_not_there_logs_it_and_returns(
     finally:
         await unreachable.aclose()
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"could not announce {revoked}"]
+
+
+async def log_out(acc: Account, path: str) -> None:
+    r = await acc.http.post(path, headers=await csrf_headers(acc.http))
+    assert r.status_code in (204, 303), r.text
+
+
+@pytest.mark.parametrize(
+    ("socket_path", "logout_path"), [("/ws/exports", "/api/auth/logout"), ("/ws/ui/exports", "/logout")]
+)
+async def test_logging_out_on_one_process_closes_the_sessions_websockets_on_another(
+    second: tuple[Process, str], user: Account, socket_path: str, logout_path: str
+) -> None:
+    _, address = second
+    headers = {"Cookie": user.cookie, "Origin": f"http://{address}"}
+    async with connect(f"ws://{address}{socket_path}", additional_headers=headers) as ws:
+        await log_out(user, logout_path)
+        assert await rest_until_closed(ws) == ([], 4401)
+        assert ws.close_reason == "logged out"
+
+
+async def test_logging_out_leaves_the_same_users_token_sockets_open(
+    second: tuple[Process, str], user: Account, redis: Redis
+) -> None:
+    _, address = second
+    async with connect(f"ws://{address}/ws/exports?token={user.token}") as ws:
+        await log_out(user, "/api/auth/logout")
+        export_id = str(uuid.uuid4())
+        message = ProgressMessage(
+            export_id=export_id, user_id=user.user_id, seq=0, status=ExportStatus.PROCESSING, percent=10
+        )
+        assert await publish_progress(redis, message) is not None
+        got = await recv(ws)
+        assert (got["export_id"], got["percent"]) == (export_id, 10)
