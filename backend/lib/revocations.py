@@ -23,11 +23,10 @@ from uuid import UUID
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from backend.lib.auth import CurrentUser
+from backend.lib.pubsub import BACKOFF_MAX_S, BACKOFF_MIN_S, listener_client, stop_listener
 from backend.lib.token_cache import TokenCache
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,6 @@ CHANNEL = "vexport:auth:revocations"
 CONFIRM_TIMEOUT_S = 10.0
 ANNOUNCE_TIMEOUT_S = 2.0
 """A hung Redis must not hold up the response to the revocation, which is committed already."""
-BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
 RECENT = 1024
 """Revoked credentials kept, so a socket admitted just before its revocation arrived is still closed."""
 
@@ -110,9 +107,7 @@ class Revocations:
         self.cache = cache
         self.sockets = CredentialSockets()
         self._publisher = publisher
-        self._redis = Redis.from_url(
-            redis_url, client_name=client_name(), retry=Retry(NoBackoff(), 0, supported_errors=())
-        )
+        self._redis = listener_client(redis_url, client_name())
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         """Set while subscribed (the cache is trusted only then)."""
@@ -122,11 +117,7 @@ class Revocations:
         self._task = asyncio.create_task(self._run(), name="revocations")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._redis.aclose()
+        await stop_listener(self._task, self._redis)
 
     async def revoke_token(self, token_id: UUID) -> None:
         """Call once the revocation is committed: applied here at once, then announced."""

@@ -28,10 +28,9 @@ from typing import Any, Literal
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from backend.lib.pubsub import BACKOFF_MAX_S, BACKOFF_MIN_S, listener_client, stop_listener
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,6 @@ INBOX_SIZE = 64
 """Messages one subscriber may lag behind before its oldest non-terminal ones are dropped."""
 SUBSCRIBE_TIMEOUT_S = 10.0
 """How long `subscribe()` waits for Redis to confirm a new channel (e.g. while Redis is down)."""
-BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
 
 
 class Signal(enum.Enum):
@@ -115,22 +112,15 @@ class Fanout:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Fanout:
-        """A Fanout on its own Redis client, with redis-py's silent reconnects turned off: a lost
-        connection must reach the reader, which re-subscribes and sends RESYNC."""
-        redis = Redis.from_url(
-            url, client_name=client_name(), retry=Retry(NoBackoff(), 0, supported_errors=())
-        )
-        return cls(redis, **kwargs)
+        """A Fanout on its own Redis client: a lost connection reaches the reader, which
+        re-subscribes and sends RESYNC."""
+        return cls(listener_client(url, client_name()), **kwargs)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="progress-fanout")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._redis.aclose()
+        await stop_listener(self._task, self._redis)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Inbox]:
