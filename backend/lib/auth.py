@@ -21,13 +21,14 @@ from litestar.types import Scope, Scopes
 
 from backend.db.hotpath import HotPath, Row
 from backend.lib import security
-from backend.lib.sessions import session_ref
 from backend.lib.token_cache import TokenCache
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 """A token's last_used_at is refreshed at most this often, so reads don't each cost a write."""
 SESSION_USER_KEY = "user_id"
 AUTH_REJECTED = "rejected"
+AUTH_SESSION = "session"
+"""`scope["auth"]` of a caller the session cookie identified (a token's is a `TokenAuth`)."""
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/static/", "^/schema"]
 
 
@@ -63,14 +64,6 @@ class TokenAuth:
     can close the websockets it opened."""
 
     token_id: UUID
-
-
-@dataclass(frozen=True, slots=True)
-class SessionAuth:
-    """`scope["auth"]` of a caller identified by the session cookie: which session
-    (`backend.lib.sessions.session_ref`), so that logging out closes the websockets it opened."""
-
-    session: str
 
 
 async def resolve_token(
@@ -120,8 +113,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         found = await hotpath.user(UUID(user_id))
         if found is None or not found.is_active:
             return AuthenticationResult(user=None, auth=None)
-        ref = session_ref(connection)
-        return AuthenticationResult(user=CurrentUser.of(found), auth=SessionAuth(ref) if ref else None)
+        return AuthenticationResult(user=CurrentUser.of(found), auth=AUTH_SESSION)
 
 
 async def provide_current_user(scope: Scope) -> CurrentUser:

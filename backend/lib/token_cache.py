@@ -60,10 +60,6 @@ class TokenCache(Generic[User]):
         """Read before a lookup and hand it to `put`: a `forget` in between voids the answer."""
         return self._generation
 
-    @property
-    def suspended(self) -> bool:
-        return self._suspended
-
     def get(self, token_hash: str) -> Remembered[User] | None:
         entry = self._entries.get(token_hash)
         if entry is None:

@@ -34,8 +34,9 @@ from sqlalchemy import or_, select
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
 from backend.domain.exports.services import ACTIVE, progress_from_row
-from backend.lib.auth import AUTH_REJECTED, CurrentUser, SessionAuth, TokenAuth
-from backend.lib.revocations import Revocations
+from backend.lib.auth import AUTH_REJECTED, AUTH_SESSION, CurrentUser, TokenAuth
+from backend.lib.revocations import Credential, Revocations
+from backend.lib.sessions import session_ref
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
 from gpu_worker.progress import read_snapshot
 
@@ -95,15 +96,17 @@ async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any
 def _revoked(socket: WebSocket[Any, Any, Any]) -> Iterator[tuple[asyncio.Event, str]]:
     """An event set when what admitted the socket is revoked, and the close reason to give then."""
     auth = socket.scope.get("auth")
-    revocations: Revocations = socket.app.state.revocations
+    credential: Credential | None = None
     if isinstance(auth, TokenAuth):
-        with revocations.sockets.watch(auth.token_id) as revoked:
-            yield revoked, "API token revoked"
-    elif isinstance(auth, SessionAuth):
-        with revocations.sockets.watch(auth.session) as revoked:
-            yield revoked, "logged out"
-    else:
+        credential, reason = auth.token_id, "API token revoked"
+    elif auth == AUTH_SESSION:
+        credential, reason = session_ref(socket), "logged out"
+    if credential is None:
         yield asyncio.Event(), ""
+        return
+    revocations: Revocations = socket.app.state.revocations
+    with revocations.sockets.watch(credential) as revoked:
+        yield revoked, reason
 
 
 async def _drain(socket: WebSocket[Any, Any, Any]) -> None:
