@@ -1,4 +1,5 @@
-"""JSON endpoints for exports: request, read, history, download, cancel-and-delete; signed local files.
+"""JSON endpoints for exports: request, read, history, download, cancel, cancel-and-delete; signed
+local files.
 
 Every id is scoped to its owner, so another user's export answers exactly like a missing one (404).
 Body errors on this API are problem+json with `errors: [{"field": "body.segments[1].end", "message"}]`,
@@ -287,6 +288,30 @@ class ExportController(Controller):
         if isinstance(store, LocalStore):
             return await stored_file(request, store, export.output_key, name)
         return Redirect(await store.download_url(export.output_key, filename=name))
+
+    @post(
+        "/exports/{export_id:uuid}/cancel",
+        operation_id="cancelExport",
+        status_code=HTTP_202_ACCEPTED,
+        description=(
+            "Cancel the render if it is pending or processing and keep the export in history as "
+            "`cancelled` (DELETE also removes it): the worker stops within about two seconds and "
+            "cleans up. Cancelling a cancelled export answers it unchanged."
+        ),
+        responses={404: NOT_FOUND, 409: _problem("the export already completed or failed")},
+    )
+    async def cancel_export(
+        self,
+        exports: NamedDependency[ExportService],
+        current_user: CurrentUserDep,
+        export_id: FromPath[UUID],
+        queue: QueueDep,
+        redis: RedisDep,
+    ) -> ExportOut:
+        export = await exports.cancel(current_user.id, export_id, queue, redis)
+        if export.status != ExportStatus.CANCELLED:
+            raise ExportConflict(detail=f"export already finished (status: {export.status})")
+        return export_out(export, current_user)
 
     @delete(
         "/exports/{export_id:uuid}",

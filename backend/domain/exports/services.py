@@ -351,7 +351,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         cancelled = result.scalar_one_or_none() is not None
         await session.commit()
         if cancelled:
-            export.status = ExportStatus.CANCELLED
+            await session.refresh(export)  # status, finished_at: the API answers with the row
         return cancelled
 
 
