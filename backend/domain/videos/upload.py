@@ -12,7 +12,8 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from uuid import UUID
 
 from litestar import Request
 from litestar.exceptions import ClientException, HTTPException
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.domain.videos.thumbnail import grab_thumbnail
@@ -40,6 +42,19 @@ class PayloadTooLarge(HTTPException):
 
 class UnsupportedMediaType(HTTPException):
     status_code = 415
+
+
+class MalformedMultipart(ClientException):
+    """A body the multipart parser refuses (oversized part header, bad header byte, boundary too long
+    or missing): the client's mistake, so a 400 naming the parser's complaint."""
+
+
+@contextmanager
+def _parsing() -> Iterator[None]:
+    try:
+        yield
+    except FormParserError as exc:
+        raise MalformedMultipart(f"malformed multipart body: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,24 +132,25 @@ async def spool_upload(request: Request[Any, Any, Any], scratch: Path, max_bytes
     if content_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaType("send the video as multipart/form-data with a 'file' field")
     collector = _Collector(max_bytes)
-    parser = MultipartParser(
-        boundary,
-        {  # type: ignore[arg-type]
-            "on_part_begin": collector.on_part_begin,
-            "on_header_field": collector.on_header_field,
-            "on_header_value": collector.on_header_value,
-            "on_header_end": collector.on_header_end,
-            "on_headers_finished": collector.on_headers_finished,
-            "on_part_data": collector.on_part_data,
-            "on_part_end": collector.on_part_end,
-        },
-    )
+    with _parsing():
+        parser = MultipartParser(
+            boundary,
+            {  # type: ignore[arg-type]
+                "on_part_begin": collector.on_part_begin,
+                "on_header_field": collector.on_header_field,
+                "on_header_value": collector.on_header_value,
+                "on_header_end": collector.on_header_end,
+                "on_headers_finished": collector.on_headers_finished,
+                "on_part_data": collector.on_part_data,
+                "on_part_end": collector.on_part_end,
+            },
+        )
     fd, name = await asyncio.to_thread(_scratch_file, scratch)
     path = Path(name)
     digest = hashlib.sha256()
     raw = 0
     try:
-        with os.fdopen(fd, "wb") as sink:
+        with os.fdopen(fd, "wb") as sink, _parsing():
             async for chunk in request.stream():
                 raw += len(chunk)
                 if raw > max_bytes + _FORM_OVERHEAD:
