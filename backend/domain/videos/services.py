@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import PurePath
 from uuid import UUID
 
 from advanced_alchemy.exceptions import NotFoundError
@@ -20,7 +19,7 @@ from sqlalchemy import select
 from backend.db import models as m
 from backend.domain.videos.upload import SpooledFile, store_thumbnail
 from gpu_worker.engine.source import MediaError, MediaInfo, probe
-from gpu_worker.store import Store, new_key
+from gpu_worker.store import Store, new_key, sanitize_filename
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 60.0
@@ -109,7 +108,8 @@ def _suffix(container: str) -> str:
 def _video_row(owner: UUID, key: str, upload: SpooledFile, info: MediaInfo) -> m.Video:
     return m.Video(
         user_id=owner,
-        original_filename=PurePath(upload.filename.replace("\\", "/")).name[:255] or "video",
+        # Display name only: no path, and no control or bidi characters to disguise it on the pages.
+        original_filename=sanitize_filename(upload.filename, default="video"),
         storage_key=key,
         content_type=upload.content_type,
         size_bytes=upload.size,

@@ -105,6 +105,9 @@ class _Collector:
             self.error = ClientException("send exactly one file in the 'file' field")
             return
         self.seen_file = True
+        if b"\0" in params[b"filename"]:  # a name cut short at the NUL elsewhere ("clip\0.exe.mp4")
+            self.error = ClientException("the filename contains a NUL byte")
+            return
         self.filename = params[b"filename"].decode("utf-8", "replace")
         self.content_type = self.headers.get(b"content-type", b"application/octet-stream").decode("latin-1")
         if not self.content_type.lower().startswith(ACCEPTED_TYPES):
