@@ -17,8 +17,6 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
@@ -32,6 +30,7 @@ from backend.domain.exports.fanout import Fanout
 from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_current_user
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
+from backend.lib.openapi import openapi_config
 from backend.lib.revocations import Revocations
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
 from backend.lib.settings import Settings
@@ -155,12 +154,7 @@ def create_app(settings: Settings) -> Litestar:
         template_config=TemplateConfig(
             directory=FRONTEND / "templates", engine=JinjaTemplateEngine, engine_callback=register_templates
         ),
-        openapi_config=OpenAPIConfig(
-            title="Video Export",
-            version="0.1.0",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi_config(csrf),
         exception_handlers=EXCEPTION_HANDLERS,
         # Logging is the process's (`vexport --log-format`, gpu_worker.logs): Litestar's default config
         # would replace the root handler, turning JSON lines back into text.

@@ -1,11 +1,12 @@
-"""htmx and its websocket extension are vendored (the UI works with no internet): the committed copies
-are the versions frontend/package.json pins, the app serves them, every page loads them, and the
-CSRF header every htmx request sends is one the server accepts."""
+"""htmx, its websocket extension and Swagger UI are vendored (the UI and /schema/swagger work with no
+internet): the committed copies are the versions frontend/package.json pins, the app serves them,
+every page loads them, and the CSRF header every htmx request sends is one the server accepts."""
 
 from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ def expected_banner(package: str, version: str) -> str:
 
 def test_package_json_pins_exact_compatible_versions() -> None:
     pins = pinned()
-    assert set(pins) == {"htmx.org", "htmx-ext-ws"}
+    assert set(pins) == {"htmx.org", "htmx-ext-ws", "swagger-ui-dist"}
     assert all(re.fullmatch(r"\d+\.\d+\.\d+", version) for version in pins.values())
     assert pins["htmx.org"].startswith("2.")
     assert pins["htmx-ext-ws"].startswith("2.0.")
+    assert pins["swagger-ui-dist"].startswith("5.")
 
 
 def test_the_lock_file_resolves_exactly_the_pins() -> None:
@@ -61,12 +63,71 @@ def test_the_vendored_ws_extension_is_the_pinned_version() -> None:
     assert "htmx.defineExtension('ws'" in (VENDOR / "ws.js").read_text()
 
 
+def test_the_vendored_swagger_ui_is_the_pinned_version() -> None:
+    version = pinned()["swagger-ui-dist"]
+    bundle = (VENDOR / "swagger-ui-bundle.js").read_text()
+    assert re.findall(r'PACKAGE_VERSION:"([^"]+)"', bundle) == [version]
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert banner(VENDOR / name) == expected_banner("swagger-ui-dist", version)
+
+
 async def test_the_app_serves_the_vendored_files(client: AsyncTestClient[Any]) -> None:
-    for name in ("htmx.min.js", "ws.js"):
+    for name in ("htmx.min.js", "ws.js", "swagger-ui-bundle.js"):
         r = await client.get(f"/static/vendor/{name}")
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/javascript")
         assert r.content == (VENDOR / name).read_bytes()
+    r = await client.get("/static/vendor/swagger-ui.css")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/css")
+    assert r.content == (VENDOR / "swagger-ui.css").read_bytes()
+
+
+class Assets(HTMLParser):
+    """What a page makes the browser load or run: every src/href, and inline scripts and styles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline: list[str] = []
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+        if tag == "style" or (tag == "script" and "src" not in found):
+            self._open = tag
+        self.inline += [f"{tag} {name}" for name, _ in attrs if name == "style" or name.startswith("on")]
+
+    def handle_data(self, data: str) -> None:
+        if self._open and data.strip():
+            self.inline.append(f"{self._open}: {data.strip()[:60]}")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+
+async def test_the_swagger_page_loads_only_the_apps_own_files_and_runs_no_inline_code(
+    client: AsyncTestClient[Any],
+) -> None:
+    r = await client.get("/schema/swagger")
+    assert r.status_code == 200
+    page = Assets()
+    page.feed(r.text)
+    assert page.urls == [
+        "/static/vendor/swagger-ui.css",
+        "/static/vendor/swagger-ui-bundle.js",
+        "/static/swagger.js",
+    ]
+    assert page.inline == []
+    assert 'data-spec-url="/schema/openapi.json"' in r.text
+
+
+async def test_the_swagger_page_starter_is_served(client: AsyncTestClient[Any]) -> None:
+    r = await client.get("/static/swagger.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert "SwaggerUIBundle({" in r.text
 
 
 async def test_every_page_loads_htmx_then_the_ws_extension_deferred(client: AsyncTestClient[Any]) -> None:
