@@ -31,6 +31,7 @@ from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
 from backend.lib.openapi import openapi_config
+from backend.lib.request import AppRequest
 from backend.lib.revocations import Revocations
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
 from backend.lib.settings import Settings
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> Litestar:
         # would replace the root handler, turning JSON lines back into text.
         logging_config=None,
         request_max_body_size=settings.max_json_body_bytes,
+        request_class=AppRequest,
         debug=settings.debug,
     )
 
