@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from litestar.response import Redirect, Template
 from litestar.status_codes import (
     HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -95,10 +96,15 @@ def _title(status: int) -> str:
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    extra = exc.extra
-    if isinstance(exc, ValidationException) and isinstance(extra, list):
-        extra = field_errors(extra)
-    return problem(request, exc.status_code, exc.detail, extra, exc.headers)
+    status, extra = exc.status_code, exc.extra
+    if isinstance(exc, ValidationException):
+        # Litestar found a parameter or body field of the wrong type, range or enum value, missing or
+        # unknown: the request was read and breaks the contract, a 422 like the render contract's own
+        # errors. 400 is left for input that cannot be read at all (malformed JSON or multipart).
+        status = HTTP_422_UNPROCESSABLE_ENTITY
+        if isinstance(extra, list):
+            extra = field_errors(extra)
+    return problem(request, status, exc.detail, extra, exc.headers)
 
 
 def repository_exception_handler(request: Request[Any, Any, Any], exc: RepositoryError) -> Response[Any]:

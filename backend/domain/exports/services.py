@@ -99,7 +99,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, UUID]:
             raise ValueError("naive timestamp")
         return at, UUID(ident)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ClientException(
+        raise UnprocessableExport(
             detail="invalid cursor", extra=[{"field": "query.cursor", "message": "not a cursor"}]
         ) from exc
 
@@ -172,7 +172,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         limit cannot be overshot. Other users are not slowed down.
         """
         if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
-            raise ClientException(
+            raise UnprocessableExport(
                 detail="invalid Idempotency-Key",
                 extra=[
                     {"field": "header.Idempotency-Key", "message": f"1 to {IDEMPOTENCY_KEY_MAX} characters"}

@@ -35,7 +35,7 @@ async def test_register_rejects_a_short_password_naming_the_field(client: AsyncT
         json={"email": "c@example.com", "password": "short"},
         headers=await csrf_headers(client),
     )
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert r.json()["errors"] == [{"field": "body.password", "message": "Expected `str` of length >= 8"}]
 
 

@@ -60,14 +60,14 @@ async def test_history_filters_by_status_and_video(
     assert await ids(status="completed") == []
 
 
-async def test_bad_filters_are_400_naming_the_parameter(api: AsyncTestClient[Any]) -> None:
+async def test_bad_filters_are_422_naming_the_parameter(api: AsyncTestClient[Any]) -> None:
     r = await api.get("/api/exports", params={"status": "done"})
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["query.status"]
     r = await api.get("/api/exports", params={"limit": 0})
     assert [e["field"] for e in r.json()["errors"]] == ["query.limit"]
     r = await api.get("/api/exports", params={"cursor": "not-a-cursor"})
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert r.json()["errors"] == [{"field": "query.cursor", "message": "not a cursor"}]
 
 

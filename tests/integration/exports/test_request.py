@@ -128,11 +128,13 @@ async def test_a_request_breaking_the_contract_is_422_naming_the_field(
         ({"segments": [{"start": None, "end": "1"}]}, "body.segments[0].start"),
     ],
 )
-async def test_a_malformed_request_is_400_naming_the_field(
+async def test_a_body_of_the_wrong_shape_is_422_naming_the_field(
     api: AsyncTestClient[Any], video_id: str, body: dict[str, Any], field: str
 ) -> None:
+    """Like the render contract's own errors: the body was read, and a field of it is wrong."""
     r = await request_export(api, video_id, body)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
     assert [e["field"] for e in r.json()["errors"]] == [field]
 
 
@@ -203,11 +205,11 @@ async def test_concurrent_retries_with_one_key_create_one_export_and_one_job(
     assert (await queue.info())["queued"] == 1
 
 
-async def test_an_overlong_idempotency_key_is_400_naming_the_header(
+async def test_an_overlong_idempotency_key_is_422_naming_the_header(
     api: AsyncTestClient[Any], video_id: str
 ) -> None:
     r = await request_export(api, video_id, None, **{"Idempotency-Key": "k" * 256})
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["header.Idempotency-Key"]
 
 

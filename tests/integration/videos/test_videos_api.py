@@ -22,11 +22,11 @@ async def test_list_is_newest_first_and_paginated(app_client: AsyncTestClient[An
     assert [v["id"] for v in rest["items"]] == [ids[0]]
 
 
-async def test_bad_list_parameters_are_400_naming_each_field_like_the_exports_api(
+async def test_bad_list_parameters_are_422_naming_each_field_like_the_exports_api(
     app_client: AsyncTestClient[Any],
 ) -> None:
     r = await app_client.get("/api/videos", params={"limit": 1000, "offset": -1})
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["errors"] == [
         {"field": "query.limit", "message": "Expected `int` <= 100"},
