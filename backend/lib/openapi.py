@@ -49,8 +49,8 @@ class Problem(Struct):
 
 
 _WHY: dict[int, str] = {
-    400: "the body could not be read: malformed JSON, invalid UTF-8 or a broken multipart body",
-    401: "no valid bearer token or session",
+    400: "the request could not be read: malformed JSON or multipart, invalid UTF-8, a bad Content-Length",
+    401: "no valid bearer token or session (a bearer token that is sent must be valid)",
     403: "a cookie-authenticated request without the X-CSRFToken header",
     404: "no such object for this user",
     413: "the body is over the size limit",

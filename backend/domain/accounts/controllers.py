@@ -18,6 +18,7 @@ from backend.domain.accounts.schemas import Credentials, TokenCreate, TokenCreat
 from backend.domain.accounts.services import ApiTokenService, UserService
 from backend.lib.auth import SESSION_USER_KEY
 from backend.lib.deps import CurrentUserDep
+from backend.lib.openapi import AUTHENTICATED, problems
 from backend.lib.revocations import Revocations
 from backend.lib.sessions import rotate_session, session_ref
 
@@ -44,7 +45,14 @@ class AuthController(Controller):
     tags = ["accounts"]
     dependencies = {"users": Provide(provide_user_service)}
 
-    @post("/register", operation_id="register", status_code=201)
+    @post(
+        "/register",
+        operation_id="register",
+        status_code=201,
+        responses=problems(
+            400, 401, 403, 413, 422, 503, described={409: "an account with this email already exists"}
+        ),
+    )
     async def register(
         self,
         request: Request[Any, Any, Any],
@@ -55,7 +63,12 @@ class AuthController(Controller):
         start_session(request, user)
         return users.to_schema(user, schema_type=UserOut)
 
-    @post("/login", operation_id="login", status_code=HTTP_200_OK)
+    @post(
+        "/login",
+        operation_id="login",
+        status_code=HTTP_200_OK,
+        responses=problems(400, 403, 413, 422, 503, described={401: "wrong email or password"}),
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -68,11 +81,16 @@ class AuthController(Controller):
         start_session(request, user)
         return users.to_schema(user, schema_type=UserOut)
 
-    @post("/logout", operation_id="logout", status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/logout",
+        operation_id="logout",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(400, 401, 403, 503),
+    )
     async def logout(self, request: Request[Any, Any, Any]) -> None:
         await end_session(request)
 
-    @get("/me", operation_id="me")
+    @get("/me", operation_id="me", security=AUTHENTICATED, responses=problems(400, 401, 503))
     async def me(self, users: NamedDependency[UserService], current_user: CurrentUserDep) -> UserOut:
         return users.to_schema(current_user, schema_type=UserOut)
 
@@ -80,16 +98,17 @@ class AuthController(Controller):
 class TokenController(Controller):
     path = "/api/tokens"
     tags = ["accounts"]
+    security = AUTHENTICATED
     dependencies = {"tokens": Provide(provide_token_service)}
 
-    @get("/", operation_id="listTokens")
+    @get("/", operation_id="listTokens", responses=problems(400, 401, 503))
     async def list_tokens(
         self, tokens: NamedDependency[ApiTokenService], current_user: CurrentUserDep
     ) -> list[TokenOut]:
         rows = await tokens.list_for(current_user.id)
         return [tokens.to_schema(row, schema_type=TokenOut) for row in rows]
 
-    @post("/", operation_id="createToken", status_code=201)
+    @post("/", operation_id="createToken", status_code=201, responses=problems(400, 401, 403, 413, 422, 503))
     async def create_token(
         self,
         tokens: NamedDependency[ApiTokenService],
@@ -100,7 +119,12 @@ class TokenController(Controller):
         out = tokens.to_schema(row, schema_type=TokenOut)
         return TokenCreated(**{f: getattr(out, f) for f in out.__struct_fields__}, token=value)
 
-    @delete("/{token_id:uuid}", operation_id="revokeToken", status_code=HTTP_204_NO_CONTENT)
+    @delete(
+        "/{token_id:uuid}",
+        operation_id="revokeToken",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(400, 401, 403, 404, 503),
+    )
     async def revoke_token(
         self,
         tokens: NamedDependency[ApiTokenService],

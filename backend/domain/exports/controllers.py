@@ -3,7 +3,7 @@ local files.
 
 Every id is scoped to its owner, so another user's export answers exactly like a missing one (404).
 Body errors on this API are problem+json with `errors: [{"field": "body.segments[1].end", "message"}]`,
-whether the shape check (400) or the render contract (422) found them.
+and a 422 whether the shape check or the render contract found them (400 is a body that cannot be read).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from backend.db import models as m
 from backend.db.hotpath import Row
 from backend.domain.exports.deps import provide_export_service
-from backend.domain.exports.schemas import ExportCreate, ExportOut, ExportPage, Problem
+from backend.domain.exports.schemas import ExportCreate, ExportOut, ExportPage
 from backend.domain.exports.services import (
     IDEMPOTENCY_KEY_MAX,
     ExportConflict,
@@ -52,7 +52,7 @@ from backend.domain.exports.services import (
 from backend.domain.farm.guards import ensure_operator
 from backend.lib.auth import CurrentUser
 from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
-from backend.lib.exceptions import PROBLEM_JSON
+from backend.lib.openapi import AUTHENTICATED, problems
 from gpu_worker.contract import ExportStatus
 from gpu_worker.routing import ExportQueues
 from gpu_worker.store import LocalStore, Store, content_disposition
@@ -157,16 +157,19 @@ async def stored_file(request: Request[Any, Any, Any], store: Store, key: str, f
     )
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)
+NOT_FOUND = "no such export (or video) for this user"
 
 
-NOT_FOUND = _problem("no such export (or video) for this user")
+def _file(description: str) -> ResponseSpec:
+    """A stored file: video/mp4, video/webm, video/quicktime or application/zip (Content-Disposition
+    names it)."""
+    return ResponseSpec(bytes, description=description, media_type="*/*", generate_examples=False)
 
 
 class ExportController(Controller):
     path = "/api"
     tags = ["exports"]
+    security = AUTHENTICATED
     dependencies = {
         "exports": Provide(provide_export_service),
         "queue": Provide(provide_queue, sync_to_thread=False),
@@ -184,11 +187,19 @@ class ExportController(Controller):
         ),
         responses={
             200: ResponseSpec(ExportOut, description="an Idempotency-Key replay: the earlier export"),
-            404: NOT_FOUND,
-            409: _problem("the video is not ready"),
-            413: _problem("the request body is too large"),
-            422: _problem("the request breaks the render contract; `errors[].field` names the field"),
-            429: _problem("too many active exports or requests; see Retry-After"),
+            **problems(
+                400,
+                401,
+                403,
+                413,
+                422,
+                503,
+                described={
+                    404: NOT_FOUND,
+                    409: "the video is not ready",
+                    429: "too many active exports or requests; see Retry-After",
+                },
+            ),
         },
     )
     async def request_export(
@@ -226,7 +237,9 @@ class ExportController(Controller):
             "History, newest first, in keyset pages. `scope=all` lists every user's exports: operators "
             "only, anyone else gets 404."
         ),
-        responses={404: _problem("`scope=all` from a caller who is not an operator")},
+        responses=problems(
+            400, 401, 422, 503, described={404: "`scope=all` from a caller who is not an operator"}
+        ),
     )
     async def list_exports(
         self,
@@ -249,7 +262,11 @@ class ExportController(Controller):
         items = [export_out(e, current_user) for e in rows]
         return ExportPage(items=items, limit=limit, next_cursor=next_cursor)
 
-    @get("/exports/{export_id:uuid}", operation_id="getExport", responses={404: NOT_FOUND})
+    @get(
+        "/exports/{export_id:uuid}",
+        operation_id="getExport",
+        responses=problems(400, 401, 503, described={404: NOT_FOUND}),
+    )
     async def get_export(
         self, state: State, current_user: CurrentUserDep, export_id: FromPath[UUID]
     ) -> ExportOut:
@@ -267,10 +284,19 @@ class ExportController(Controller):
             "Either way named like `holiday clip (720p).mp4` or `holiday clip (clips).zip`."
         ),
         responses={
-            302: ResponseSpec(None, description="redirect to a presigned URL"),
-            206: ResponseSpec(None, description="the requested byte range", media_type="video/*"),
-            404: NOT_FOUND,
-            409: _problem("the export is not completed"),
+            200: _file("the file (local store)"),
+            206: _file("the requested byte range (local store)"),
+            302: ResponseSpec(None, description="redirect to a presigned URL (S3)"),
+            **problems(
+                400,
+                401,
+                503,
+                described={
+                    404: NOT_FOUND,
+                    409: "the export is not completed",
+                    416: "the range is outside the file",
+                },
+            ),
         },
     )
     async def download_export(
@@ -298,7 +324,9 @@ class ExportController(Controller):
             "`cancelled` (DELETE also removes it): the worker stops within about two seconds and "
             "cleans up. Cancelling a cancelled export answers it unchanged."
         ),
-        responses={404: NOT_FOUND, 409: _problem("the export already completed or failed")},
+        responses=problems(
+            400, 401, 403, 503, described={404: NOT_FOUND, 409: "the export already completed or failed"}
+        ),
     )
     async def cancel_export(
         self,
@@ -318,7 +346,7 @@ class ExportController(Controller):
         operation_id="deleteExport",
         status_code=HTTP_204_NO_CONTENT,
         description="Cancel the render if it is pending or processing, then delete its files and record.",
-        responses={404: NOT_FOUND},
+        responses=problems(400, 401, 403, 503, described={404: NOT_FOUND}),
     )
     async def delete_export(
         self,
@@ -344,7 +372,19 @@ class SignedFileController(Controller):
         exclude_from_csrf=True,
         skip_session=True,
         description="Serves a link made by the local store's `download_url`; 403 when forged or expired.",
-        responses={403: _problem("bad or expired signature")},
+        responses={
+            200: _file("the file"),
+            206: _file("the requested byte range"),
+            **problems(
+                400,
+                422,
+                described={
+                    403: "bad or expired signature",
+                    404: "the file is gone",
+                    416: "the range is outside the file",
+                },
+            ),
+        },
     )
     async def signed_file(
         self,

@@ -75,19 +75,3 @@ class ExportPage(Struct):
     items: list[ExportOut]
     limit: int
     next_cursor: str | None
-
-
-class FieldError(Struct):
-    field: str
-    """Where the problem is: `body.segments[1].end`, `query.limit`, `header.Idempotency-Key`."""
-    message: str
-
-
-class Problem(Struct):
-    """RFC 9457 problem+json, as every error on the API answers (documentation only)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldError] | None = None

@@ -10,36 +10,30 @@ import time
 from litestar import Controller, Response, get, post
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.domain.exports.controllers import RedisDep, provide_redis
-from backend.domain.exports.schemas import Problem
 from backend.domain.farm.guards import operator_guard
 from backend.domain.farm.schemas import WorkerList
-from backend.lib.exceptions import PROBLEM_JSON
+from backend.lib.openapi import AUTHENTICATED, problems
 from gpu_worker.registry import WorkerInfo, live_workers, request_drain
-
-NOT_AN_OPERATOR = ResponseSpec(
-    Problem,
-    description="the caller is not an operator (answered like a missing path)",
-    media_type=PROBLEM_JSON,
-    generate_examples=False,
-)
 
 
 class WorkerController(Controller):
     path = "/api/workers"
     tags = ["farm"]
     guards = [operator_guard]
+    security = AUTHENTICATED
     dependencies = {"redis": Provide(provide_redis, sync_to_thread=False)}
 
     @get(
         "",
         operation_id="listWorkers",
         description="Every live render worker: host, GPUs, health, current exports, counts, draining.",
-        responses={404: NOT_AN_OPERATOR},
+        responses=problems(
+            400, 401, 503, described={404: "the caller is not an operator (answered like a missing path)"}
+        ),
     )
     async def list_workers(self, redis: RedisDep) -> WorkerList:
         return WorkerList(items=await live_workers(redis), now=time.time())
@@ -53,14 +47,13 @@ class WorkerController(Controller):
             "finishes its running exports within its DRAIN_GRACE_S (hands the rest back to the "
             "queue) and exits. Answers 202 with the worker as last seen."
         ),
-        responses={
-            404: ResponseSpec(
-                Problem,
-                description="no live worker with this id, or the caller is not an operator",
-                media_type=PROBLEM_JSON,
-                generate_examples=False,
-            )
-        },
+        responses=problems(
+            400,
+            401,
+            403,
+            503,
+            described={404: "no live worker with this id, or the caller is not an operator"},
+        ),
     )
     async def drain_worker(self, redis: RedisDep, worker_id: FromPath[str]) -> Response[WorkerInfo]:
         worker = await request_drain(redis, worker_id)

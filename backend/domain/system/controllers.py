@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 READY_TIMEOUT_S = 3.0
@@ -19,7 +20,17 @@ class SystemController(Controller):
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", operation_id="ready")
+    @get(
+        "/ready",
+        operation_id="ready",
+        responses={
+            503: ResponseSpec(
+                dict[str, Any],
+                description="a dependency does not answer: `checks` names it",
+                generate_examples=False,
+            )
+        },
+    )
     async def ready(self, state: State) -> Response[dict[str, Any]]:
         checks = {
             "database": self._database(state),

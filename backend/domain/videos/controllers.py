@@ -1,12 +1,26 @@
-"""JSON endpoints for videos: streamed upload, paginated list, one, delete."""
+"""JSON endpoints for videos: streamed upload, paginated list, one, delete.
+
+The upload reads its multipart body itself (streamed to disk, never held in memory), so it declares
+no `data` parameter; `UploadOperation` documents the body Litestar cannot see.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.enums import RequestEncodingType
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -17,6 +31,7 @@ from backend.domain.videos.services import VideoService
 from backend.domain.videos.upload import spool_upload
 from backend.lib.auth import CurrentUser
 from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
+from backend.lib.openapi import AUTHENTICATED, problems
 from backend.lib.settings import Settings
 from gpu_worker.store import Store
 
@@ -32,9 +47,22 @@ async def upload_video(
         spooled.path.unlink(missing_ok=True)
 
 
+@dataclass
+class UploadOperation(Operation):
+    """The upload's operation with its request body: multipart/form-data with one binary `file`."""
+
+    def __post_init__(self) -> None:
+        file = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="the video file")
+        form = Schema(type=OpenAPIType.OBJECT, required=["file"], properties={"file": file})
+        self.request_body = RequestBody(
+            content={RequestEncodingType.MULTI_PART: OpenAPIMediaType(schema=form)}, required=True
+        )
+
+
 class VideoController(Controller):
     path = "/api/videos"
     tags = ["videos"]
+    security = AUTHENTICATED
     dependencies = {"videos": Provide(provide_video_service)}
 
     @post(
@@ -42,7 +70,18 @@ class VideoController(Controller):
         operation_id="uploadVideo",
         status_code=HTTP_201_CREATED,
         request_max_body_size=None,
+        operation_class=UploadOperation,
         description="multipart/form-data with one `file` field; streamed, probed, 422 if not a video.",
+        responses=problems(
+            401,
+            403,
+            503,
+            described={
+                400: "a malformed multipart body, no `file` field, an empty file or a NUL in its name",
+                413: "the file is over MAX_UPLOAD_MB",
+                422: "not a video this service can read",
+            },
+        ),
     )
     async def upload(
         self,
@@ -55,7 +94,7 @@ class VideoController(Controller):
         video = await upload_video(request, videos, current_user, settings, store)
         return videos.to_schema(video, schema_type=VideoOut)
 
-    @get("/", operation_id="listVideos")
+    @get("/", operation_id="listVideos", responses=problems(400, 401, 422, 503))
     async def list_videos(
         self,
         videos: NamedDependency[VideoService],
@@ -67,7 +106,7 @@ class VideoController(Controller):
         items = [videos.to_schema(v, schema_type=VideoOut) for v in rows]
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{video_id:uuid}", operation_id="getVideo")
+    @get("/{video_id:uuid}", operation_id="getVideo", responses=problems(400, 401, 404, 503))
     async def get_video(
         self,
         videos: NamedDependency[VideoService],
@@ -76,7 +115,12 @@ class VideoController(Controller):
     ) -> VideoOut:
         return videos.to_schema(await videos.get_owned(current_user.id, video_id), schema_type=VideoOut)
 
-    @delete("/{video_id:uuid}", operation_id="deleteVideo", status_code=HTTP_204_NO_CONTENT)
+    @delete(
+        "/{video_id:uuid}",
+        operation_id="deleteVideo",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problems(400, 401, 403, 404, 503),
+    )
     async def delete_video(
         self,
         videos: NamedDependency[VideoService],
