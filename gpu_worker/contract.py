@@ -20,6 +20,11 @@ import msgspec
 
 EXPORT_TASK = "export_video"
 MAX_SEGMENTS = 500
+OUTPUT_PER_SOURCE = 4
+"""One export renders at most this many times its source's duration: segments may overlap, but
+500 full-length copies of a video are a slip or an attack, not an edit."""
+MAX_OUTPUT_SECONDS = 12 * 3600
+"""The default absolute cap on one export's summed output (the web's MAX_OUTPUT_SECONDS setting)."""
 
 Device = Literal["cpu", "gpu"]
 """Where a backend runs; the one definition (encoders.base re-exports it)."""
@@ -143,19 +148,32 @@ def progress_key(export_id: object) -> str:
 # Time values: decimal strings or numbers in, exact Fractions inside.
 
 
-# What a seconds string may look like (also the JSON schema's pattern): no sign, no exponent, no
-# underscores, bounded digit counts, so parsing is cheap ("1e9999999" would build a huge integer).
-SECONDS_PATTERN = r"\d{1,9}(?:\.\d{1,9})?(?:/[1-9]\d{0,9})?"
+# The canonical form of seconds, which is also what a seconds string may look like (the JSON
+# schema's pattern): a decimal with at most 9 decimal places, optionally over a denominator
+# ("12.5", "1.5/3"), or a ratio of whole numbers whose numerator may be longer
+# ("1999999999/14"). No sign, exponent or underscore, and bounded digit counts, so parsing is cheap
+# ("1e9999999" would build a huge integer).
+SECONDS_PATTERN = r"(?:\d{1,9}(?:\.\d{1,9})?(?:/[1-9]\d{0,9})?|\d{10,19}/[1-9]\d{0,9})"
 _SECONDS_RE = re.compile(SECONDS_PATTERN, re.ASCII)
-# Numbers are bounded by the same magnitude as strings (the render limits are far below it).
+# Every accepted value, whatever its input form, is below MAX_SECONDS in size and, as a reduced
+# ratio, has a denominator of at most MAX_DENOMINATOR, so `format_seconds` can always write it in
+# the pattern above (numerator < MAX_SECONDS * MAX_DENOMINATOR < 10**19) and it reads back exactly.
 MAX_SECONDS = 10**9
+MAX_DENOMINATOR = 10**10 - 1
+_NANOSECONDS = 10**9
+_TOO_PRECISE = (
+    "more precise than seconds are kept: at most 9 decimal places, "
+    f"or a ratio such as 4/3 with a denominator up to {MAX_DENOMINATOR}"
+)
 
 
 def parse_seconds(value: object) -> Fraction:
     """Exact seconds from "12.5", "25/2", 12 or 12.5 (floats via their shortest repr, so 0.1 is 1/10).
 
-    Strings must match `SECONDS_PATTERN`; numbers must be finite and below `MAX_SECONDS` in size.
-    Negative numbers parse (validation names them), anything else raises ValueError.
+    Strings must match `SECONDS_PATTERN`. Whatever the form, the value must be below `MAX_SECONDS`
+    in size and no more precise than `format_seconds` can write (1.3333333333333333 and 5e-324
+    are refused, not rounded: what is accepted is rendered exactly). Negative numbers parse
+    (validation names them); anything else raises ValueError.
     """
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
@@ -164,18 +182,28 @@ def parse_seconds(value: object) -> Fraction:
             raise ValueError("must be a finite number of seconds")
         if abs(value) >= MAX_SECONDS:
             raise ValueError(f"must be less than {MAX_SECONDS} seconds")
-        return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+        return _kept(Fraction(repr(value)) if isinstance(value, float) else Fraction(value))
     if isinstance(value, str):
         text = value.strip()
         if _SECONDS_RE.fullmatch(text):
             number, _, denominator = text.partition("/")
-            return Fraction(number) / int(denominator or 1)
+            parsed = Fraction(number) / int(denominator or 1)
+            if parsed >= MAX_SECONDS:
+                raise ValueError(f"must be less than {MAX_SECONDS} seconds")
+            return _kept(parsed)
     raise ValueError("must be a number of seconds, e.g. 12.5")
 
 
+def _kept(value: Fraction) -> Fraction:
+    if value.denominator > MAX_DENOMINATOR:
+        raise ValueError(_TOO_PRECISE)
+    return value
+
+
 def format_seconds(value: Fraction) -> str:
-    """A decimal string when exact to the microsecond (what the API returns), else "num/den"."""
-    if (value * 1_000_000).denominator != 1:
+    """The canonical form, which `parse_seconds` reads back to the same value: a decimal when the
+    value has one of at most 9 places ("12.5", what the API returns), else the reduced "num/den"."""
+    if (value * _NANOSECONDS).denominator != 1:
         return f"{value.numerator}/{value.denominator}"
     text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -213,7 +241,10 @@ Seconds = Annotated[
     msgspec.Meta(
         extra_json_schema={
             "anyOf": [{"type": "string", "pattern": f"^{SECONDS_PATTERN}$"}, {"type": "number"}],
-            "description": "seconds: a decimal string ('12.5'), a ratio ('1001/30000') or a number",
+            "description": (
+                "seconds: a decimal string ('12.5'), a ratio ('1001/30000') or a number; at most 9"
+                " decimal places (a ratio's denominator up to 9999999999), more precise ones are refused"
+            ),
         }
     ),
 ]
@@ -251,8 +282,9 @@ class RenderRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         assert self.codec is not None, "codec is set in __post_init__"
         return self.codec
 
-    def validate(self, duration: Fraction | None = None) -> None:
-        """Raise ContractError naming the first bad field; with `duration`, also check segment bounds."""
+    def validate(self, duration: Fraction | None = None, max_output: int | None = None) -> None:
+        """Raise ContractError naming the first bad field; with `duration`, also check segment bounds,
+        and with `max_output` too, that the summed output stays within `output_limit`."""
         if self.video_codec not in FORMAT_CODECS[self.format]:
             allowed = ", ".join(FORMAT_CODECS[self.format])
             raise ContractError(
@@ -273,10 +305,29 @@ class RenderRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ContractError(
                     f"segments[{i}].end", f"is past the end of the video ({format_seconds(duration)} s)"
                 )
+        if duration is not None and max_output is not None:
+            total = sum((seg.duration for seg in self.spans(duration)), Fraction(0))
+            if total > (limit := output_limit(duration, max_output)):
+                raise ContractError(
+                    "segments",
+                    f"the segments add up to {_shown(total)} s of output, more than the {_shown(limit)} s"
+                    f" allowed ({OUTPUT_PER_SOURCE} times the video's {_shown(duration)} s, and at most"
+                    f" MAX_OUTPUT_SECONDS = {max_output} s)",
+                )
 
     def spans(self, duration: Fraction) -> list[Segment]:
         """The segments to render; the whole video when none were given."""
         return list(self.segments) or [Segment(Fraction(0), duration)]
+
+
+def output_limit(duration: Fraction, max_output: int) -> Fraction:
+    """The most output one export of a `duration`-long source may render, summed over its segments."""
+    return min(OUTPUT_PER_SOURCE * duration, Fraction(max_output))
+
+
+def _shown(seconds: Fraction) -> str:
+    """Seconds for a message, to the millisecond."""
+    return f"{float(seconds):.3f}".rstrip("0").rstrip(".")
 
 
 # DESIGN.md calls the segments plus presets a timeline; one type serves both names.

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from backend.db.models import metadata
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.app"]
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.app", "tests.fixtures.redis_server"]
 
 
 def _asyncpg(url: str) -> str:

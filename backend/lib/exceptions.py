@@ -25,9 +25,11 @@ from litestar.status_codes import (
 )
 
 from backend.db.hotpath import DatabaseUnavailableError
+from backend.lib.redis_clients import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 5
+REDIS_RETRY_AFTER_S = 5
 PROBLEM_JSON = "application/problem+json"
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.+)`")
 
@@ -128,6 +130,16 @@ def database_unavailable_handler(
     )
 
 
+def redis_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("%s %s: Redis unavailable: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the queue and session store (Redis) is not answering; try again shortly",
+        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+    )
+
+
 def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
@@ -138,6 +150,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NotAuthorizedException: http_exception_handler,
     RepositoryError: repository_exception_handler,
     DatabaseUnavailableError: database_unavailable_handler,
+    **dict.fromkeys(REDIS_UNAVAILABLE, redis_unavailable_handler),
     Exception: unhandled_exception_handler,
 }
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from backend.lib.token_cache import TOKEN_CACHE_S
+from gpu_worker.contract import MAX_OUTPUT_SECONDS
 from gpu_worker.settings import MiB, WorkerSettings, env_bool
 
 
@@ -29,6 +30,8 @@ class Settings:
     run_worker: bool = True
     max_active_exports: int = 5
     export_requests_per_minute: int = 30
+    max_output_seconds: int = MAX_OUTPUT_SECONDS
+    """Cap on one export's summed output; the bound is the lesser of this and 4 times the source."""
     access_log: bool = True
     token_cache_s: float = TOKEN_CACHE_S
 
@@ -47,6 +50,7 @@ class Settings:
             run_worker=env_bool(env.get("RUN_WORKER"), True),
             max_active_exports=int(env.get("MAX_ACTIVE_EXPORTS", "5")),
             export_requests_per_minute=int(env.get("EXPORT_REQUESTS_PER_MINUTE", "30")),
+            max_output_seconds=int(env.get("MAX_OUTPUT_SECONDS") or MAX_OUTPUT_SECONDS),
             access_log=env_bool(env.get("ACCESS_LOG"), True),
             token_cache_s=float(env.get("TOKEN_CACHE_S", str(TOKEN_CACHE_S))),
         )

@@ -21,7 +21,6 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template import TemplateConfig
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 
@@ -31,6 +30,7 @@ from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
 from backend.lib.openapi import openapi_config
+from backend.lib.redis_clients import request_client
 from backend.lib.request import AppRequest
 from backend.lib.revocations import Revocations
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
@@ -75,7 +75,7 @@ def create_app(settings: Settings) -> Litestar:
         before_send_handler="autocommit_include_redirects",
         engine_config=EngineConfig(pool_pre_ping=True, pool_size=10, max_overflow=10),
     )
-    redis = Redis.from_url(settings.core.redis_url or "", decode_responses=False)
+    redis = request_client(settings.core.redis_url or "")
     sessions = LazySessionConfig(
         key=SESSION_COOKIE,
         store="sessions",

@@ -105,7 +105,13 @@ class ExportPages(Controller):
             check_timeline(create)
             await check_rate_limit(redis, current_user.id, settings.export_requests_per_minute)
             result = await exports.request(
-                current_user, video.id, create, None, queue, max_active=settings.max_active_exports
+                current_user,
+                video.id,
+                create,
+                None,
+                queue,
+                max_active=settings.max_active_exports,
+                max_output=settings.max_output_seconds,
             )
         except FormError as exc:
             form.errors[exc.field] = exc.message
@@ -170,7 +176,13 @@ class ExportPages(Controller):
         try:
             await check_rate_limit(redis, current_user.id, settings.export_requests_per_minute)
             result = await exports.request(
-                current_user, export.video_id, create, None, queue, max_active=settings.max_active_exports
+                current_user,
+                export.video_id,
+                create,
+                None,
+                queue,
+                max_active=settings.max_active_exports,
+                max_output=settings.max_output_seconds,
             )
         except (TooManyRequestsException, ExportConflict, UnprocessableExport) as exc:
             return Response(

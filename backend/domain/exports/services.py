@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import PurePath
 from typing import Any
 from uuid import UUID
@@ -39,7 +40,6 @@ from gpu_worker.contract import (
     RenderRequest,
     decode_request,
     enc_hook,
-    parse_seconds,
     user_channel,
 )
 from gpu_worker.progress import publish_progress
@@ -83,6 +83,12 @@ def to_render_request(data: ExportCreate) -> RenderRequest:
 def request_json(request: RenderRequest) -> dict[str, Any]:
     """The normalised request as stored in `segments["request"]` (seconds as decimal strings)."""
     return msgspec.to_builtins(request, enc_hook=enc_hook)
+
+
+def probed_duration(video: m.Video) -> Fraction | None:
+    """The probe's duration (a float column) as the exact decimal it prints as. Not read with
+    `parse_seconds`: it is the probe's number, not a client's, and may be more precise than those."""
+    return None if video.duration is None else Fraction(repr(video.duration))
 
 
 def encode_cursor(export: m.Export) -> str:
@@ -163,6 +169,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         queue: ExportQueues,
         *,
         max_active: int,
+        max_output: int,
     ) -> Requested:
         """Validate, then route (gpu_worker.routing), insert and enqueue once per Idempotency-Key.
         The row records the queue and, when routing chose the CPU for an `auto` export, why.
@@ -188,7 +195,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             raise ExportConflict(detail="video is not ready")
         render = to_render_request(data)
         try:
-            render.validate(parse_seconds(video.duration) if video.duration is not None else None)
+            render.validate(probed_duration(video), max_output)
         except ContractError as exc:
             raise UnprocessableExport(
                 detail="invalid export request", extra=body_errors(exc.field, exc.message)

@@ -64,6 +64,73 @@ async def test_seconds_may_be_numbers_or_ratios_and_are_stored_as_exact_decimals
     assert (r.json()["codec"], r.json()["resolution"]) == ("vp9", "source")
 
 
+@pytest.mark.parametrize("start", [1.3333333333333333, 1.0000000001, 5e-324])
+async def test_seconds_more_precise_than_nanoseconds_are_422_naming_the_field(
+    api: AsyncTestClient[Any], video_id: str, start: float
+) -> None:
+    """Refused rather than rounded: what the API accepts is exactly what the worker renders."""
+    r = await request_export(api, video_id, {"segments": [{"start": start, "end": 2}]})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {
+            "field": "body.segments[0].start",
+            "message": "more precise than seconds are kept: at most 9 decimal places, "
+            "or a ratio such as 4/3 with a denominator up to 9999999999",
+        }
+    ]
+
+
+async def test_a_video_whose_probed_duration_is_not_a_short_decimal_takes_exports(
+    api: AsyncTestClient[Any], video_id: str, sql: Sql
+) -> None:
+    """The probed duration is a float (e.g. 61 frames at 30 fps); it bounds segments without being
+    read as a client's seconds."""
+    await sql("UPDATE videos SET duration = :d WHERE id = :id", d=61 / 30, id=video_id)
+    r = await request_export(api, video_id, {"segments": [{"start": "0", "end": "2.0333"}]})
+    assert r.status_code == 202, r.text
+
+
+async def test_segments_adding_up_to_four_times_the_video_are_accepted(
+    api: AsyncTestClient[Any], video_id: str
+) -> None:
+    r = await request_export(api, video_id, {"segments": [{"start": "0", "end": "2"}] * 4})
+    assert r.status_code == 202, r.text
+
+
+async def test_segments_adding_up_to_more_than_four_times_the_video_are_422_with_the_numbers(
+    api: AsyncTestClient[Any], video_id: str
+) -> None:
+    r = await request_export(api, video_id, {"segments": [{"start": "0", "end": "2"}] * 500})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"] == [
+        {
+            "field": "body.segments",
+            "message": "the segments add up to 1000 s of output, more than the 8 s allowed "
+            "(4 times the video's 2 s, and at most MAX_OUTPUT_SECONDS = 43200 s)",
+        }
+    ]
+
+
+async def test_max_output_seconds_caps_the_summed_output_below_four_times_the_video(
+    make_export_settings: MakeSettings, clip: Path
+) -> None:
+    async with AsyncTestClient(app=create_app(make_export_settings(max_output_seconds=3))) as c:
+        await register(c, "capped@example.com")
+        video = await upload(c, clip)
+        fits = await request_export(c, video, {"segments": [{"start": "0", "end": "1.5"}] * 2})
+        r = await request_export(c, video, {"segments": [{"start": "0", "end": "2"}] * 2})
+    assert fits.status_code == 202, fits.text
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {
+            "field": "body.segments",
+            "message": "the segments add up to 4 s of output, more than the 3 s allowed "
+            "(4 times the video's 2 s, and at most MAX_OUTPUT_SECONDS = 3 s)",
+        }
+    ]
+
+
 async def test_an_unknown_video_is_404(api: AsyncTestClient[Any]) -> None:
     r = await request_export(api, UNKNOWN)
     assert r.status_code == 404
