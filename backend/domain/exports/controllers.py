@@ -222,7 +222,13 @@ class ExportController(Controller):
     ) -> Response[ExportOut]:
         await check_rate_limit(redis, current_user.id, settings.export_requests_per_minute)
         result = await exports.request(
-            current_user, video_id, data, idempotency_key, queue, max_active=settings.max_active_exports
+            current_user,
+            video_id,
+            data,
+            idempotency_key,
+            queue,
+            max_active=settings.max_active_exports,
+            max_output=settings.max_output_seconds,
         )
         return Response(
             export_out(result.export, current_user),
