@@ -144,8 +144,9 @@ def create_app(settings: Settings) -> Litestar:
         stores={"sessions": RedisStore(redis, namespace="vexport:sessions")},
         middleware=[
             sessions.middleware,
-            DefineMiddleware(CSRFUnlessBearer, config=csrf),
+            # Who is calling first: the CSRF check is skipped only for a token that authenticated.
             DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS),
+            DefineMiddleware(CSRFUnlessBearer, config=csrf),
         ],
         dependencies={
             "current_user": Provide(provide_current_user),
