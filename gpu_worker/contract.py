@@ -7,6 +7,7 @@ than msgspec so the web side can use it without PyAV.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from gpu_worker.fallback import FallbackCode, WaitingCode
 
 EXPORT_TASK = "export_video"
 MAX_SEGMENTS = 500
@@ -114,7 +117,8 @@ class ProgressMessage(msgspec.Struct, kw_only=True, omit_defaults=False):
     """One live-progress snapshot: stored in the Redis hash `progress_key(id)` (one field per
     attribute, JSON-encoded values) and published as JSON on `export_channel(id)` and
     `user_channel(user_id)`. `seq` grows by one per message of an export, so a client drops any
-    message whose seq is not above the last one it applied."""
+    message whose seq is not above the last one it applied. The fields an export row also has
+    (status, encoder, fallback, waiting, error, attempt) say what the row says."""
 
     export_id: str
     user_id: str
@@ -127,7 +131,10 @@ class ProgressMessage(msgspec.Struct, kw_only=True, omit_defaults=False):
     fps: float = 0.0
     eta_s: float | None = None
     encoder_used: str | None = None
+    fallback_code: FallbackCode | None = None
     fallback_reason: str | None = None
+    waiting_code: WaitingCode | None = None
+    wait_until: dt.datetime | None = None
     error: str | None = None
     attempt: int = 0
 

@@ -28,6 +28,7 @@ from gpu_worker.contract import (
     progress_key,
     user_channel,
 )
+from gpu_worker.fallback import Fallback
 
 SNAPSHOT_TTL_S = 24 * 3600
 MIN_INTERVAL_S = 0.25
@@ -87,7 +88,8 @@ class ProgressPublisher:
     Frame counts are remembered even from throttled updates and carried by every later message,
     so the phase change after rendering (and the terminal message) shows the final count.
     Calls are serialised by a lock, so messages leave in the order they were asked for even when
-    the render thread posts several before the first has reached Redis.
+    the render thread posts several before the first has reached Redis. Every message carries the
+    fallback the row holds: routing's (`fallback`, from the claim) until the render completes.
     """
 
     def __init__(
@@ -97,10 +99,12 @@ class ProgressPublisher:
         export_id: object,
         user_id: object,
         attempt: int,
+        fallback: Fallback | None = None,
         min_interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self._redis = redis
         self._export_id, self._user_id, self._attempt = str(export_id), str(user_id), attempt
+        self._fallback = fallback
         self._min_interval_s = min_interval_s
         self._lock = asyncio.Lock()
         self._phase: Phase | None = None
@@ -142,6 +146,7 @@ class ProgressPublisher:
                 frames_total=self._frames_total,
                 fps=fps,
                 eta_s=eta_s,
+                **self._fallback_fields(self._fallback),
             )
             return await publish_progress(self._redis, message)
 
@@ -152,9 +157,11 @@ class ProgressPublisher:
         percent: int = 0,
         error: str | None = None,
         encoder_used: str | None = None,
-        fallback_reason: str | None = None,
+        fallback: Fallback | None = None,
     ) -> ProgressMessage | None:
-        """The terminal message (or 'pending' when the attempt hands the export back); never throttled."""
+        """The terminal message (or 'pending' when the attempt hands the export back); never throttled.
+        `fallback` is the completed render's, which the row records; any other end keeps routing's,
+        as the row does."""
         async with self._lock:
             self._phase, self._last = None, time.monotonic()
             message = ProgressMessage(
@@ -169,6 +176,12 @@ class ProgressPublisher:
                 frames_total=self._frames_total,
                 error=error,
                 encoder_used=encoder_used,
-                fallback_reason=fallback_reason,
+                **self._fallback_fields(fallback if status is ExportStatus.COMPLETED else self._fallback),
             )
             return await publish_progress(self._redis, message)
+
+    @staticmethod
+    def _fallback_fields(fallback: Fallback | None) -> dict[str, Any]:
+        if fallback is None:
+            return {}
+        return {"fallback_code": fallback.code, "fallback_reason": fallback.detail}

@@ -3,8 +3,10 @@
 `choose_queue` is the pure decision, made when the API records an export (also for a re-run):
 - `auto`: the GPU queue while at least one live GPU worker that takes the GPU queue is healthy (its
   circuit breaker is not open), not draining, and whose probe encoded the codec with NVENC; else
-  the CPU queue, with the reason, which becomes the export's fallback reason if it renders on the CPU;
-- `gpu`: the GPU queue, where it waits at most GPU_WAIT_S for a GPU worker (`reroute_waiting`);
+  the CPU queue, with the typed reason, which becomes the export's fallback if it renders on the CPU;
+- `gpu`: the GPU queue, where it waits at most GPU_WAIT_S for a GPU worker (`reroute_waiting`); when
+  no GPU worker for the codec is online the route says so (`waiting`), so the export can tell its
+  user at once why it waits and until when;
 - `cpu`: the CPU queue.
 The row records the queue (`exports.queue_name`) and a worker claims only rows routed to the queue
 it took the job from, so moving a row to the other queue is one conditional UPDATE that a late
@@ -26,6 +28,7 @@ from gpu_worker.contract import Codec, EncoderChoice
 from gpu_worker.encoders.nvenc import codec_label
 from gpu_worker.encoders.probe import GpuReport
 from gpu_worker.encoders.select import NVENC_CODECS, no_nvenc_reason
+from gpu_worker.fallback import Fallback, FallbackCode, WaitingCode
 from gpu_worker.registry import live_workers
 from gpu_worker.rows import ExportRows
 from gpu_worker.settings import WorkerSettings
@@ -57,16 +60,25 @@ class WorkerView(Protocol):
 class Route:
     queue: str
     gpu: bool
-    reason: str | None = None
+    fallback: Fallback | None = None
     """Why an `auto` export goes to the CPU queue; None otherwise."""
+    waiting: WaitingCode | None = None
+    """Why a `gpu` export may wait up to GPU_WAIT_S on the GPU queue; None when a GPU worker can take it."""
 
 
-def no_gpu_worker_reason(codec: Codec | str) -> str:
-    return f"no healthy GPU worker with NVENC {codec_label(str(codec))} is online"
+def no_gpu_worker(codec: Codec | str) -> Fallback:
+    detail = f"no healthy GPU worker with NVENC {codec_label(str(codec))} is online"
+    return Fallback(FallbackCode.NO_GPU_WORKER, detail)
 
 
-def gpu_wait_reason(wait_s: float) -> str:
-    return f"no GPU worker took the export within {wait_s:g} s"
+def gpu_wait_expired(wait_s: float) -> Fallback:
+    return Fallback(FallbackCode.GPU_WAIT_EXPIRED, f"no GPU worker took the export within {wait_s:g} s")
+
+
+def takes_gpu_jobs(worker: WorkerView, settings: WorkerSettings) -> bool:
+    """A GPU worker that would take a job from the GPU queue now: healthy and not draining."""
+    gpu_queue = settings.gpu_queue_name in worker.queues
+    return worker.kind == "gpu" and gpu_queue and worker.healthy and not worker.draining
 
 
 def choose_queue(
@@ -78,17 +90,14 @@ def choose_queue(
 ) -> Route:
     encoder, codec = EncoderChoice(encoder), Codec(codec)
     gpu, cpu = Route(settings.gpu_queue_name, gpu=True), Route(settings.cpu_queue_name, gpu=False)
-    if encoder is EncoderChoice.GPU:
-        return gpu
     if encoder is EncoderChoice.CPU:
         return cpu
+    gpu_online = any(takes_gpu_jobs(worker, settings) and codec in worker.nvenc_codecs for worker in workers)
+    if encoder is EncoderChoice.GPU:
+        return gpu if gpu_online else Route(gpu.queue, gpu=True, waiting=WaitingCode.NO_GPU_WORKER)
     if (reason := no_nvenc_reason(codec)) is not None:
-        return Route(cpu.queue, gpu=False, reason=reason)
-    for worker in workers:
-        takes_gpu_jobs = worker.kind == "gpu" and settings.gpu_queue_name in worker.queues
-        if takes_gpu_jobs and worker.healthy and not worker.draining and codec in worker.nvenc_codecs:
-            return gpu
-    return Route(cpu.queue, gpu=False, reason=no_gpu_worker_reason(codec))
+        return Route(cpu.queue, gpu=False, fallback=Fallback(FallbackCode.CODEC_UNSUPPORTED, reason))
+    return gpu if gpu_online else Route(cpu.queue, gpu=False, fallback=no_gpu_worker(codec))
 
 
 def worker_gpu(report: GpuReport, gpu_index: int | None) -> int | None:
@@ -153,19 +162,19 @@ async def reroute_waiting(rows: ExportRows, queues: ExportQueues) -> list[str]:
         if row.encoder_requested == EncoderChoice.GPU:
             if row.waited_s < settings.gpu_wait_s:
                 continue
-            reason = gpu_wait_reason(settings.gpu_wait_s)
+            fallback = gpu_wait_expired(settings.gpu_wait_s)
         else:
             route = choose_queue(workers, codec=row.codec, encoder=row.encoder_requested, settings=settings)
             if route.gpu:
                 continue
-            reason = route.reason or no_gpu_worker_reason(row.codec)
+            fallback = route.fallback or no_gpu_worker(row.codec)
         gpu_queue, cpu_queue = settings.gpu_queue_name, settings.cpu_queue_name
-        if not await rows.reroute(row.export_id, row.attempt, gpu_queue, cpu_queue, reason):
+        if not await rows.reroute(row.export_id, row.attempt, gpu_queue, cpu_queue, fallback):
             continue
         job = await queues.gpu.job(str(row.export_id))
         if job is not None and job.status is Status.QUEUED:
-            await queues.gpu.abort(job, f"moved to {cpu_queue}: {reason}")
+            await queues.gpu.abort(job, f"moved to {cpu_queue}: {fallback.detail}")
         await enqueue_export(queues.cpu, row.export_id)
-        log.warning("export %s moved to queue %s: %s", row.export_id, cpu_queue, reason)
+        log.warning("export %s moved to queue %s: %s", row.export_id, cpu_queue, fallback.detail)
         moved.append(str(row.export_id))
     return moved

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
 
 from gpu_worker.contract import ExportStatus, Phase
+from gpu_worker.fallback import Fallback, fallback_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,8 @@ class Claim:
     request: dict[str, Any] | None
     """segments["request"] as the API stored it (None if absent)."""
     encoder_requested: str
-    routed_reason: str | None = None
-    """Why routing sent the export to the CPU queue (the row's fallback_reason before the render)."""
+    routed: Fallback | None = None
+    """Why routing sent the export to the CPU queue (the row's fallback before the render)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class IdleExport:
     attempt: int
     idle_s: float
     worker_id: str | None = None
+    fallback: Fallback | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +94,11 @@ _CLAIM = text(
     """
     UPDATE exports
        SET status = 'processing', attempt = attempt + 1, worker_id = :worker_id,
-           started_at = now(), phase = :phase, progress = 0, error = NULL, updated_at = now()
+           started_at = now(), phase = :phase, progress = 0, error = NULL,
+           waiting_code = NULL, wait_until = NULL, updated_at = now()
      WHERE id = :id AND status = 'pending'
        AND (queue_name IS NULL OR queue_name = COALESCE(CAST(:queue AS varchar), queue_name))
-    RETURNING attempt, user_id, video_id, segments, encoder_requested, fallback_reason
+    RETURNING attempt, user_id, video_id, segments, encoder_requested, fallback_code, fallback_reason
     """
 ).columns(segments=JSONB)
 
@@ -111,7 +114,7 @@ _COMPLETE = text(
     UPDATE exports
        SET status = 'completed', progress = 100, phase = NULL, output_key = :output_key,
            size_bytes = :size_bytes, duration = :duration, encoder_used = :encoder_used,
-           fallback_reason = :fallback_reason, error = NULL,
+           fallback_code = :fallback_code, fallback_reason = :fallback_reason, error = NULL,
            segments = segments || jsonb_build_object('clips', CAST(:clips AS jsonb)),
            finished_at = now(), updated_at = now()
      WHERE id = :id AND attempt = :attempt AND status = 'processing'
@@ -121,8 +124,9 @@ _COMPLETE = text(
 _FAIL = text(
     """
     UPDATE exports
-       SET status = 'failed', phase = NULL, error = :error,
+       SET status = 'failed', phase = NULL, error = :error, waiting_code = NULL, wait_until = NULL,
            encoder_used = COALESCE(:encoder_used, encoder_used),
+           fallback_code = COALESCE(:fallback_code, fallback_code),
            fallback_reason = COALESCE(:fallback_reason, fallback_reason),
            finished_at = now(), updated_at = now()
      WHERE id = :id AND attempt = :attempt AND status = CAST(:expected AS export_status)
@@ -144,7 +148,7 @@ _IDLE = text(
     WITH walk AS (
         SELECT COALESCE(CAST(:cutoff AS timestamptz), now() - make_interval(secs => :idle_s)) AS cutoff
     )
-    SELECT id, user_id, attempt, worker_id, updated_at, walk.cutoff,
+    SELECT id, user_id, attempt, worker_id, fallback_code, fallback_reason, updated_at, walk.cutoff,
            EXTRACT(EPOCH FROM now() - updated_at)::float8 AS idle_s
       FROM exports, walk
      WHERE status = CAST(:status AS export_status) AND updated_at <= walk.cutoff
@@ -170,7 +174,9 @@ _WAITING = text(
 
 _REROUTE = text(
     """
-    UPDATE exports SET queue_name = :to_queue, fallback_reason = :reason, updated_at = now()
+    UPDATE exports
+       SET queue_name = :to_queue, fallback_code = :fallback_code, fallback_reason = :fallback_reason,
+           waiting_code = NULL, wait_until = NULL, updated_at = now()
      WHERE id = :id AND attempt = :attempt AND status = 'pending' AND queue_name = :from_queue
     """
 )
@@ -207,7 +213,7 @@ class ExportRows:
             video_id=row.video_id,
             request=segments.get("request"),
             encoder_requested=row.encoder_requested,
-            routed_reason=row.fallback_reason,
+            routed=fallback_of(row.fallback_code, row.fallback_reason),
         )
 
     async def load_video(self, video_id: UUID) -> SourceVideo | None:
@@ -230,7 +236,7 @@ class ExportRows:
         size_bytes: int,
         duration: float,
         encoder_used: str,
-        fallback_reason: str | None,
+        fallback: Fallback | None,
         clips: list[ClipRecord] | None = None,
     ) -> bool:
         """processing -> completed; `clips` (clips mode) lands in segments["clips"]."""
@@ -243,7 +249,7 @@ class ExportRows:
             size_bytes=size_bytes,
             duration=duration,
             encoder_used=encoder_used,
-            fallback_reason=fallback_reason,
+            **_fallback_params(fallback),
             clips=json.dumps(records),
         )
 
@@ -255,7 +261,7 @@ class ExportRows:
         *,
         expected: ExportStatus = ExportStatus.PROCESSING,
         encoder_used: str | None = None,
-        fallback_reason: str | None = None,
+        fallback: Fallback | None = None,
     ) -> bool:
         """`expected` -> failed; the reconciler also fails 'pending' rows whose attempts are used up."""
         return await self._write(
@@ -265,7 +271,7 @@ class ExportRows:
             expected=expected.value,
             error=error,
             encoder_used=encoder_used,
-            fallback_reason=fallback_reason,
+            **_fallback_params(fallback),
         )
 
     async def reset_to_pending(self, export_id: UUID, attempt: int) -> bool:
@@ -305,7 +311,8 @@ class ExportRows:
             async with self._engine.connect() as conn:
                 page = (await conn.execute(_IDLE, params)).all()
             for r in page:
-                yield IdleExport(r.id, r.user_id, r.attempt, r.idle_s, r.worker_id)
+                fallback = fallback_of(r.fallback_code, r.fallback_reason)
+                yield IdleExport(r.id, r.user_id, r.attempt, r.idle_s, r.worker_id, fallback)
             if len(page) < page_size:
                 return
             last = page[-1]
@@ -318,15 +325,28 @@ class ExportRows:
         return [WaitingExport(r.id, r.attempt, r.codec, r.encoder_requested, r.waited_s) for r in rows]
 
     async def reroute(
-        self, export_id: UUID, attempt: int, from_queue: str, to_queue: str, reason: str
+        self, export_id: UUID, attempt: int, from_queue: str, to_queue: str, fallback: Fallback
     ) -> bool:
-        """Move a pending export to another queue, recording why; False when it was claimed (or
-        moved, or cancelled) meanwhile. Claims check the queue, so a late one on `from_queue` fails."""
+        """Move a pending export to another queue, recording why (it no longer waits for a GPU);
+        False when it was claimed (or moved, or cancelled) meanwhile. Claims check the queue, so a
+        late one on `from_queue` fails."""
         return await self._write(
-            _REROUTE, id=export_id, attempt=attempt, from_queue=from_queue, to_queue=to_queue, reason=reason
+            _REROUTE,
+            id=export_id,
+            attempt=attempt,
+            from_queue=from_queue,
+            to_queue=to_queue,
+            **_fallback_params(fallback),
         )
 
     async def _write(self, statement: TextClause, **params: Any) -> bool:
         async with self._engine.begin() as conn:
             result = await conn.execute(statement, params)
         return result.rowcount == 1
+
+
+def _fallback_params(fallback: Fallback | None) -> dict[str, str | None]:
+    """The row's two fallback columns: the typed code and the human detail."""
+    if fallback is None:
+        return {"fallback_code": None, "fallback_reason": None}
+    return {"fallback_code": fallback.code.value, "fallback_reason": fallback.detail}

@@ -1,5 +1,6 @@
 // The export dialog: open it from #open-export, keep focus inside, summarise the marked segments,
-// narrow Codec to what the chosen Format allows, and close it once an export has started.
+// narrow Codec to what the chosen Format allows, show the Encoder note while GPU is chosen, and
+// close it once an export has started.
 // The server renders the form and judges it; this only does what htmx cannot.
 (() => {
   "use strict";
@@ -64,8 +65,15 @@
     }
   });
 
+  // The server renders the note (no GPU worker online) only when it applies; it shows while GPU is chosen.
+  function showEncoderNote(form) {
+    const note = document.getElementById("export-encoder-note");
+    if (note) note.hidden = form.elements.encoder.value !== "gpu";
+  }
+
   document.addEventListener("change", (event) => {
     if (event.target.matches("#export-form [name=format]")) narrowCodecs(event.target.form);
+    if (event.target.matches("#export-form [name=encoder]")) showEncoderNote(event.target.form);
   });
 
   // A modal <dialog> already makes the page inert; this keeps Tab cycling inside it instead of

@@ -32,7 +32,7 @@
   }
 
   // While an export keeps its status, only its [data-live] parts (bar, phase, fps, ETA, encoder,
-  // fallback) change: update those and leave the rest, buttons included, untouched, so a click on
+  // GPU note) change: update those and leave the rest, buttons included, untouched, so a click on
   // Cancel is never lost to a swap. False when the element must be replaced whole.
   function updateInPlace(current, fresh) {
     if (current.dataset.status !== fresh.dataset.status) return false;

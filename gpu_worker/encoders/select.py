@@ -2,7 +2,7 @@
 
 `select_backend` turns the job's choice (auto|gpu|cpu), the output codec and the worker's probe
 report into a `Selection`: the backend to build plus what the export records (encoder_requested,
-encoder_used, fallback_reason). `after_gpu_failure` is the re-run on the CPU after the GPU path
+encoder_used, and the typed fallback). `after_gpu_failure` is the re-run on the CPU after the GPU path
 raised `GpuBackendError` mid-render. Backends are imported when built, never at module import.
 """
 
@@ -14,6 +14,7 @@ from gpu_worker.contract import Codec, EncoderChoice, Quality, encoder_preset
 from gpu_worker.encoders.base import Backend, Device
 from gpu_worker.encoders.nvenc import GpuBackendError, codec_label
 from gpu_worker.encoders.probe import GpuReport
+from gpu_worker.fallback import Fallback, FallbackCode
 
 NVENC_CODECS = frozenset({Codec.H264, Codec.HEVC, Codec.AV1})
 
@@ -35,7 +36,7 @@ class Selection:
     codec: str
     encoder_requested: str
     encoder_used: str
-    fallback_reason: str | None = None
+    fallback: Fallback | None = None
     gpu_index: int | None = None
     strict: bool = False
     decode_support: tuple[tuple[str, bool, str | None], ...] = ()
@@ -77,7 +78,7 @@ def select_backend(
     cpu = Selection("cpu", codec, choice, cpu_encoder_name(codec))
     if choice is EncoderChoice.CPU:
         return cpu
-    reason = no_nvenc_reason(codec)
+    reason, code = no_nvenc_reason(codec), FallbackCode.CODEC_UNSUPPORTED
     if reason is None:
         usable = [i for i in report.nvenc_gpus(codec) if gpu_index is None or i == gpu_index]
         if usable:
@@ -92,10 +93,10 @@ def select_backend(
                 strict=strict and choice is EncoderChoice.GPU,
                 decode_support=decode,
             )
-        reason = report.nvenc_reason(codec, gpu_index)
+        reason, code = report.nvenc_reason(codec, gpu_index), FallbackCode.GPU_UNAVAILABLE
     if strict and choice is EncoderChoice.GPU:
         raise GpuUnavailableError(reason)
-    return replace(cpu, fallback_reason=reason)
+    return replace(cpu, fallback=Fallback(code, reason))
 
 
 def instead_on_cpu(selection: Selection, reason: str) -> Selection:
@@ -108,7 +109,7 @@ def instead_on_cpu(selection: Selection, reason: str) -> Selection:
         selection.codec,
         selection.encoder_requested,
         cpu_encoder_name(selection.codec),
-        fallback_reason=reason,
+        fallback=Fallback(FallbackCode.CIRCUIT_OPEN, reason),
     )
 
 
@@ -123,5 +124,7 @@ def after_gpu_failure(selection: Selection, error: GpuBackendError) -> Selection
         selection.codec,
         selection.encoder_requested,
         cpu_encoder_name(selection.codec),
-        fallback_reason=f"GPU failed mid-render ({error.reason}); re-rendered on CPU",
+        fallback=Fallback(
+            FallbackCode.GPU_FAILED, f"GPU failed mid-render ({error.reason}); re-rendered on CPU"
+        ),
     )

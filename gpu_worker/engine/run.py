@@ -1,7 +1,7 @@
 """run_render(): pick the backend, render, and re-render on the CPU when the GPU fails mid-way.
 
 The one entry point for the CLI and the export job, so both record the same encoder fields
-(encoder_requested, encoder_used, fallback_reason) for the same situation.
+(encoder_requested, encoder_used, the typed fallback) for the same situation.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gpu_worker.encoders.probe import GpuReport, probe_gpus
 from gpu_worker.encoders.select import Selection, after_gpu_failure, instead_on_cpu, select_backend
 from gpu_worker.engine.pipeline import RenderResult, render
 from gpu_worker.engine.progress import ProgressCallback
+from gpu_worker.fallback import Fallback
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class RenderOutcome:
     result: RenderResult
     encoder_requested: str
     encoder_used: str
-    fallback_reason: str | None
+    fallback: Fallback | None
 
 
 def run_render(
@@ -96,5 +97,5 @@ def run_render(
         result=result,
         encoder_requested=str(selection.encoder_requested),
         encoder_used=selection.encoder_used,
-        fallback_reason=selection.fallback_reason,
+        fallback=selection.fallback,
     )

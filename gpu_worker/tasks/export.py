@@ -63,6 +63,7 @@ from gpu_worker.engine import MediaError, RenderCancelled
 from gpu_worker.engine.clips import clip_name
 from gpu_worker.engine.run import RenderOutcome, run_render
 from gpu_worker.engine.zipstream import ZipStreamWriter
+from gpu_worker.fallback import Fallback, FallbackCode
 from gpu_worker.logs import bind_attempt
 from gpu_worker.metrics import METRICS
 from gpu_worker.progress import ProgressPublisher
@@ -107,7 +108,7 @@ class Output:
     size_bytes: int
     duration: Fraction
     encoder_used: str
-    fallback_reason: str | None
+    fallback: Fallback | None
     clips: list[ClipRecord] | None = None
 
 
@@ -166,7 +167,11 @@ class ExportAttempt:
         self._cancel = threading.Event()
         self._lost = False
         self._publisher = ProgressPublisher(
-            services.redis, export_id=claim.export_id, user_id=claim.user_id, attempt=claim.attempt
+            services.redis,
+            export_id=claim.export_id,
+            user_id=claim.user_id,
+            attempt=claim.attempt,
+            fallback=claim.routed,
         )
         self._phase = Phase.DOWNLOADING
         self._percent = 0
@@ -247,13 +252,14 @@ class ExportAttempt:
             return EncoderChoice.CPU
         return EncoderChoice(self._claim.encoder_requested)
 
-    def _fallback(self, outcome: RenderOutcome) -> str | None:
+    def _fallback(self, outcome: RenderOutcome) -> Fallback | None:
         """A CPU-only worker explains itself when the job asked for more than the CPU. A CPU render
         of an export that routing sent to the CPU queue records routing's reason instead (no GPU
         worker was there to take it), which says more than this worker's own."""
         forced = self._choice() != EncoderChoice(self._claim.encoder_requested)
-        reason = CPU_ONLY_REASON if forced and outcome.fallback_reason is None else outcome.fallback_reason
-        return self._claim.routed_reason if reason and self._claim.routed_reason else reason
+        cpu_only = Fallback(FallbackCode.CPU_ONLY_WORKER, CPU_ONLY_REASON)
+        fallback = cpu_only if forced and outcome.fallback is None else outcome.fallback
+        return self._claim.routed if fallback and self._claim.routed else fallback
 
     async def _render(
         self,
@@ -311,7 +317,7 @@ class ExportAttempt:
                 single = msgspec.structs.replace(request, segments=[segment], mode=Mode.SINGLE)
                 progress = RenderProgress(self, done / total, segment.duration / total, frames)
                 outcome = await self._render(single, source, path, choice, progress)
-                if outcome.fallback_reason and choice is not EncoderChoice.CPU:
+                if outcome.fallback and choice is not EncoderChoice.CPU:
                     choice = EncoderChoice.CPU
                 fallback = fallback or self._fallback(outcome)
                 await self._set_phase(Phase.PACKAGING)
@@ -477,7 +483,7 @@ class ExportAttempt:
             size_bytes=output.size_bytes,
             duration=float(output.duration),
             encoder_used=output.encoder_used,
-            fallback_reason=output.fallback_reason,
+            fallback=output.fallback,
             clips=output.clips,
         )
         if not applied:
@@ -492,12 +498,13 @@ class ExportAttempt:
                 ExportStatus.COMPLETED,
                 percent=100,
                 encoder_used=output.encoder_used,
-                fallback_reason=output.fallback_reason,
+                fallback=output.fallback,
             ),
             "completed",
         )
         mode = Mode.SINGLE if output.clips is None else Mode.CLIPS
-        self._metrics.completed(output.encoder_used, output.fallback_reason, mode)
+        fallback_reason = output.fallback.detail if output.fallback else None
+        self._metrics.completed(output.encoder_used, fallback_reason, mode)
         log.info("export %s attempt %d completed: %s", self._id, self._attempt, output.key)
         return "completed"
 

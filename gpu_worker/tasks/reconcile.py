@@ -164,13 +164,16 @@ async def _fail(
 
 
 async def _announce(redis: Redis, row: IdleExport, status: ExportStatus, error: str | None = None) -> None:
-    """Tell open progress streams (after the row changed, as every writer does)."""
+    """Tell open progress streams (after the row changed, as every writer does), with the fallback
+    the row keeps."""
     message = ProgressMessage(
         export_id=str(row.export_id),
         user_id=str(row.user_id),
         seq=0,
         status=status,
         phase=Phase.QUEUED if status is ExportStatus.PENDING else None,
+        fallback_code=row.fallback.code if row.fallback else None,
+        fallback_reason=row.fallback.detail if row.fallback else None,
         error=error,
         attempt=row.attempt,
     )

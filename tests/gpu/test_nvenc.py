@@ -17,6 +17,7 @@ from gpu_worker.encoders.nvenc import NvdecDecoder
 from gpu_worker.encoders.probe import CodecSupport, GpuReport, probe_gpus
 from gpu_worker.encoders.select import select_backend
 from gpu_worker.engine import render
+from gpu_worker.fallback import Fallback, FallbackCode
 from tests.media import MadeVideo, decode_indices, make_video
 
 pytestmark = pytest.mark.gpu
@@ -52,7 +53,8 @@ def test_without_nvenc_auto_falls_back_to_the_cpu_with_the_probe_reason(report: 
         pytest.skip("this GPU has NVENC")
     assert {gpu.nvenc["h264"].reason for gpu in report.gpus} == {ABSENT}
     selection = select_backend("auto", "h264", report)
-    assert (selection.device, selection.encoder_used, selection.fallback_reason) == ("cpu", "libx264", ABSENT)
+    assert (selection.device, selection.encoder_used) == ("cpu", "libx264")
+    assert selection.fallback == Fallback(FallbackCode.GPU_UNAVAILABLE, ABSENT)
 
 
 @pytest.mark.parametrize(

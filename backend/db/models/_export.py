@@ -48,7 +48,14 @@ class Export(UUIDv7AuditBase):
     duration: Mapped[float | None] = mapped_column(Float, default=None)
     encoder_requested: Mapped[str] = mapped_column(String(8), default="auto")
     encoder_used: Mapped[str | None] = mapped_column(String(64), default=None)
+    fallback_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    """Why the CPU renders it although its encoder choice allowed the GPU (gpu_worker.fallback.FallbackCode);
+    `fallback_reason` is the same in words."""
     fallback_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    waiting_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    """Why a pending export waits (gpu_worker.fallback.WaitingCode) and until when (`wait_until`), set
+    by routing and cleared when it leaves the GPU queue's wait (claimed, moved, cancelled, failed)."""
+    wait_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     worker_id: Mapped[str | None] = mapped_column(String(128), default=None)
     queue_name: Mapped[str | None] = mapped_column(String(128), default=None)
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -54,6 +54,7 @@ from backend.lib.auth import CurrentUser
 from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
 from backend.lib.openapi import AUTHENTICATED, problems
 from gpu_worker.contract import ExportStatus
+from gpu_worker.fallback import WAITING_REASONS, FallbackCode, WaitingCode
 from gpu_worker.routing import ExportQueues
 from gpu_worker.store import LocalStore, Store, content_disposition
 
@@ -79,6 +80,7 @@ def export_location(export_id: UUID) -> str:
 def export_out(export: m.Export | Row, viewer: CurrentUser) -> ExportOut:
     """The export as `viewer` may see it: where it was queued and rendered is for operators."""
     completed = export.status == ExportStatus.COMPLETED
+    waiting = WaitingCode(export.waiting_code) if export.waiting_code else None
     return ExportOut(
         id=export.id,
         video_id=export.video_id,
@@ -97,7 +99,11 @@ def export_out(export: m.Export | Row, viewer: CurrentUser) -> ExportOut:
         duration=export.duration,
         encoder_requested=export.encoder_requested,
         encoder_used=export.encoder_used,
+        fallback_code=FallbackCode(export.fallback_code) if export.fallback_code else None,
         fallback_reason=export.fallback_reason,
+        waiting_code=waiting,
+        waiting_reason=WAITING_REASONS[waiting] if waiting else None,
+        wait_until=export.wait_until,
         queue_name=export.queue_name if viewer.is_operator else None,
         worker_id=export.worker_id if viewer.is_operator else None,
         attempt=export.attempt,

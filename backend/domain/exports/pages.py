@@ -32,7 +32,7 @@ from backend.domain.exports.services import (
     check_rate_limit,
     encode_cursor,
 )
-from backend.domain.exports.views import export_view
+from backend.domain.exports.views import encoder_note, export_view
 from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.services import VideoService
 from backend.lib.deps import CurrentUserDep, SettingsDep, StoreDep
@@ -125,8 +125,10 @@ class ExportPages(Controller):
             status_code = exc.status_code
         else:
             view = export_view(result.export, video.original_filename)
+            fresh = ExportForm(form.values)
+            note = await encoder_note(redis, queue.settings)
             html = _render(request, "partials/export_card.html", e=view) + _render(
-                request, "partials/export_form.html", v=video, form=ExportForm(form.values), oob=True
+                request, "partials/export_form.html", v=video, form=fresh, oob=True, encoder_note=note
             )
             return Response(
                 html,
@@ -138,8 +140,11 @@ class ExportPages(Controller):
                     "HX-Trigger": CREATED_EVENT,
                 },
             )
+        note = await encoder_note(redis, queue.settings)
         return Template(
-            "partials/export_form.html", context={"v": video, "form": form}, status_code=status_code
+            "partials/export_form.html",
+            context={"v": video, "form": form, "encoder_note": note},
+            status_code=status_code,
         )
 
     @post("/exports/{export_id:uuid}/cancel")

@@ -11,6 +11,7 @@ import msgspec
 
 from backend.lib.schema import Struct
 from gpu_worker.contract import Codec, EncoderChoice, ExportStatus, Format, Mode, Quality, Resolution
+from gpu_worker.fallback import FallbackCode, WaitingCode
 
 Seconds = str | int | float
 
@@ -53,7 +54,18 @@ class ExportOut(Struct):
     duration: float | None
     encoder_requested: str
     encoder_used: str | None
+    fallback_code: FallbackCode | None
+    """Why the CPU renders (rendered) it although `encoder_requested` allowed the GPU; for `auto`
+    the CPU is a normal outcome, for `gpu` a request that could not be honoured."""
     fallback_reason: str | None
+    """`fallback_code` in words, naming GPUs, codecs or errors."""
+    waiting_code: WaitingCode | None
+    """Why a pending export waits beyond its queue (`no_gpu_worker`: a `gpu` export with no GPU worker
+    online); None otherwise, and once it is claimed, moved to the CPU queue or cancelled."""
+    waiting_reason: str | None
+    """`waiting_code` in words."""
+    wait_until: dt.datetime | None
+    """When a waiting export stops waiting: then it renders on the CPU."""
     queue_name: str | None
     """Operators only (None for everyone else: farm internals): the queue routing sent it to (the
     GPU or the CPU queue); None for exports from before routing."""

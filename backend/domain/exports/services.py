@@ -28,6 +28,7 @@ from saq.queue.base import Queue
 from sqlalchemy import Select, delete, func, select, tuple_, update
 
 from backend.db import models as m
+from backend.domain.exports.messages import announce_cancel, announce_created
 from backend.domain.exports.schemas import ExportCreate
 from backend.lib.auth import CurrentUser
 from backend.lib.exceptions import field_errors
@@ -35,15 +36,11 @@ from gpu_worker.contract import (
     ContractError,
     ExportStatus,
     Mode,
-    Phase,
-    ProgressMessage,
     RenderRequest,
     decode_request,
     enc_hook,
-    user_channel,
 )
-from gpu_worker.progress import publish_progress
-from gpu_worker.routing import ExportQueues
+from gpu_worker.routing import ExportQueues, Route
 from gpu_worker.store import Store, sanitize_filename
 from gpu_worker.tasks.enqueue import enqueue_export
 
@@ -131,22 +128,6 @@ def download_name(original_filename: str, export: m.Export) -> str:
     return sanitize_filename(f"{stem} ({label}).{ext}", default=f"export.{ext}")
 
 
-def progress_from_row(export: m.Export, seq: int) -> ProgressMessage:
-    """The snapshot a socket sends when Redis has none (not started yet, expired, or already final)."""
-    return ProgressMessage(
-        export_id=str(export.id),
-        user_id=str(export.user_id),
-        seq=seq,
-        status=export.status,
-        phase=Phase(export.phase) if export.phase else None,
-        percent=export.progress,
-        encoder_used=export.encoder_used,
-        fallback_reason=export.fallback_reason,
-        error=export.error,
-        attempt=export.attempt,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Requested:
     export: m.Export
@@ -172,7 +153,8 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         max_output: int,
     ) -> Requested:
         """Validate, then route (gpu_worker.routing), insert and enqueue once per Idempotency-Key.
-        The row records the queue and, when routing chose the CPU for an `auto` export, why.
+        The row records the queue and, when routing chose the CPU for an `auto` export, why; a `gpu`
+        export that no GPU worker online can take records that it waits, and until when.
 
         The user's row is locked (FOR UPDATE) for the check-and-insert, which serialises a user's
         concurrent requests: two retries with one key cannot both insert, and the active-export
@@ -228,7 +210,10 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 mode=render.mode,
                 encoder_requested=render.encoder,
                 queue_name=route.queue,
-                fallback_reason=route.reason,
+                fallback_code=route.fallback.code if route.fallback else None,
+                fallback_reason=route.fallback.detail if route.fallback else None,
+                waiting_code=route.waiting,
+                wait_until=_wait_until(route, queue.settings.gpu_wait_s),
                 segments={"request": wanted, "clips": []},
                 status=ExportStatus.PENDING,
                 attempt=0,
@@ -236,7 +221,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             ),
             auto_commit=True,
         )
-        await _announce_created(export, queue.redis)
+        await announce_created(export, queue.redis)
         try:
             await enqueue_export(queue.of(route), export.id)
         except Exception:
@@ -307,7 +292,7 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
         delete. A finished export is returned unchanged."""
         export = await self.get_owned(owner, export_id)
         if await self._cancel(export):
-            await _announce_cancel(export, redis)
+            await announce_cancel(export, redis)
             await _abort_job(export.id, queue.named(export.queue_name))
         return export
 
@@ -352,7 +337,13 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
                 m.Export.user_id == export.user_id,
                 m.Export.status.in_(ACTIVE),
             )
-            .values(status=ExportStatus.CANCELLED, finished_at=func.now(), updated_at=func.now())
+            .values(
+                status=ExportStatus.CANCELLED,
+                waiting_code=None,
+                wait_until=None,
+                finished_at=func.now(),
+                updated_at=func.now(),
+            )
             .returning(m.Export.id)
         )
         cancelled = result.scalar_one_or_none() is not None
@@ -375,25 +366,12 @@ def _history(
     return query
 
 
-async def _announce_created(export: m.Export, redis: Redis) -> None:
-    """Tell the user's open sockets (other tabs' pages show it live); best effort, a page reload
-    finds it in Postgres. The row's own state as seq 0, on the user channel only and without a
-    snapshot, so the worker's numbering is untouched; sent before the job is queued, so it never
-    arrives after the worker's first message."""
-    try:
-        await redis.publish(
-            user_channel(export.user_id), msgspec.json.encode(progress_from_row(export, seq=0))
-        )
-    except Exception:
-        log.exception("could not announce the new export %s", export.id)
-
-
-async def _announce_cancel(export: m.Export, redis: Redis) -> None:
-    """Tell open sockets; best effort, since a socket also finds the final state in Postgres."""
-    try:
-        await publish_progress(redis, progress_from_row(export, seq=0))  # numbered by the script
-    except Exception:
-        log.exception("could not publish the cancellation of export %s", export.id)
+def _wait_until(route: Route, gpu_wait_s: float) -> dt.datetime | None:
+    """When a waiting `gpu` export gives up on a GPU worker: the reconciler moves it to the CPU
+    queue once it has waited GPU_WAIT_S (gpu_worker.routing.reroute_waiting)."""
+    if route.waiting is None:
+        return None
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=gpu_wait_s)
 
 
 async def _abort_job(export_id: UUID, queue: Queue) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import or_, select
 
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
+from backend.domain.exports.messages import export_message
 from backend.domain.exports.services import ACTIVE
 from backend.domain.exports.views import export_view
 from backend.domain.exports.ws import admit, until_disconnect
@@ -42,7 +43,7 @@ class LiveExports:
 
     async def catch_up(self) -> None:
         """Every active export, and every one already followed (it may have ended unseen), newest
-        first: the Redis snapshot while Postgres says it runs, else the row."""
+        first: the row, with the Redis snapshot's progress while Postgres says it runs."""
         wanted = m.Export.status.in_(ACTIVE)
         if self._seq:
             wanted = or_(wanted, m.Export.id.in_([UUID(id_) for id_ in self._seq]))
@@ -55,7 +56,7 @@ class LiveExports:
                 continue
             self._rows[key] = (export, name)
             self._seq[key] = max(seq, self._seq.get(key, 0))
-            await self._send(export, name, snapshot)
+            await self._send(export, name, export_message(export, snapshot))
 
     async def follow(self, inbox: Inbox) -> None:
         while True:

@@ -1,17 +1,23 @@
 """How exports look on the pages: the dialog's choices (read from the render contract, labels added)
 and one `ExportView` per export that cards and history rows render from, the page loads and the live
-socket (`ui_ws.py`) alike, so the two can never disagree on the markup."""
+socket (`ui_ws.py`) alike, so the two can never disagree on the markup. Both read the export's
+progress message (`messages.export_message`), which carries the row's fields."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
 
 from litestar.plugins.jinja import JinjaTemplateEngine
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from backend.db import models as m
+from backend.domain.exports.messages import export_message
 from gpu_worker.contract import (
     FORMAT_CODECS,
     TERMINAL_STATUSES,
@@ -25,6 +31,12 @@ from gpu_worker.contract import (
     RenderRequest,
     Resolution,
 )
+from gpu_worker.fallback import FallbackCode
+from gpu_worker.registry import live_workers
+from gpu_worker.routing import takes_gpu_jobs
+from gpu_worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +136,7 @@ class ExportView:
     eta: str | None
     encoder_badge: str | None
     encoder_used: str | None
-    fallback_reason: str | None
+    gpu_note: GpuNote | None
     error: str | None
     settings: str
     created: dt.datetime
@@ -149,27 +161,85 @@ class ExportView:
 
 
 def export_view(export: m.Export, video_name: str, live: ProgressMessage | None = None) -> ExportView:
-    """The row as shown; `live` (a newer progress snapshot) supplies status, percent, phase, fps, ETA."""
-    status = live.status if live else export.status
-    encoder_used = (live.encoder_used if live else None) or export.encoder_used
-    phase = (live.phase if live else export.phase) if status not in TERMINAL_STATUSES else None
+    """The export as shown: its progress message (`live`, a newer one than the row, carries the
+    row's fields too; else the row's own), plus what never changes (settings, creation time)."""
+    message = live or export_message(export)
+    status = message.status
+    running = status not in TERMINAL_STATUSES
+    encoder_used = message.encoder_used
     return ExportView(
         id=export.id,
         video_id=export.video_id,
         video_name=video_name,
         status=status,
-        percent=100 if status == ExportStatus.COMPLETED else (live.percent if live else export.progress),
-        phase=phase,
-        fps=f"{live.fps:.0f} fps" if live and live.fps > 0 and status not in TERMINAL_STATUSES else None,
-        eta=_eta(live.eta_s) if live and live.eta_s is not None and status not in TERMINAL_STATUSES else None,
+        percent=100 if status == ExportStatus.COMPLETED else message.percent,
+        phase=message.phase if running else None,
+        fps=f"{message.fps:.0f} fps" if message.fps > 0 and running else None,
+        eta=_eta(message.eta_s) if message.eta_s is not None and running else None,
         encoder_badge=("GPU" if "nvenc" in encoder_used else "CPU") if encoder_used else None,
         encoder_used=encoder_used,
-        fallback_reason=(live.fallback_reason if live else None) or export.fallback_reason,
-        error=(live.error if live else None) or export.error,
+        gpu_note=gpu_note(export.encoder_requested, message),
+        error=message.error,
         settings=_settings(export),
         created=export.created_at,
         size=_size(export.size_bytes) if status == ExportStatus.COMPLETED else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GpuNote:
+    """Why the GPU does not render an export (yet): `info` when the CPU is a normal outcome (an `auto`
+    export), `warning` when a `gpu` request waits or was not honoured, or a GPU broke mid-render."""
+
+    kind: Literal["info", "warning"]
+    code: str
+    text: str
+
+
+def gpu_note(encoder_requested: str, message: ProgressMessage) -> GpuNote | None:
+    """Decided on typed values only: the encoder choice and the waiting or fallback code."""
+    if message.waiting_code is not None and message.status == ExportStatus.PENDING:
+        until = f" until {message.wait_until.astimezone(dt.UTC):%H:%M} UTC" if message.wait_until else ""
+        text = f"Waiting for a GPU worker{until}: none is online; then it renders on the CPU"
+        return GpuNote("warning", message.waiting_code, text)
+    if message.fallback_code is None:
+        return None
+    tense = {ExportStatus.COMPLETED: "Rendered on the CPU"}.get(message.status, "Renders on the CPU")
+    if message.status in (ExportStatus.FAILED, ExportStatus.CANCELLED):
+        tense = "On the CPU"
+    if encoder_requested == EncoderChoice.GPU:
+        return GpuNote(
+            "warning",
+            message.fallback_code,
+            f"GPU requested, {tense[0].lower()}{tense[1:]}: {message.fallback_reason}",
+        )
+    kind: Literal["info", "warning"] = (
+        "warning" if message.fallback_code == FallbackCode.GPU_FAILED else "info"
+    )
+    return GpuNote(kind, message.fallback_code, f"{tense}: {message.fallback_reason}")
+
+
+async def encoder_note(redis: Redis, settings: WorkerSettings) -> str | None:
+    """What the export dialog says under Encoder (shown while GPU is chosen) when no GPU worker is
+    online: the same registry routing reads. A hint only, so a registry that cannot be read (Redis
+    down) leaves it out rather than the page."""
+    try:
+        workers = await live_workers(redis)
+    except (RedisError, OSError):
+        log.warning("could not read the worker registry for the export dialog", exc_info=True)
+        return None
+    if any(takes_gpu_jobs(worker, settings) for worker in workers):
+        return None
+    return (
+        f"No GPU worker is online now: a GPU export waits up to {_duration(settings.gpu_wait_s)}, "
+        "then renders on the CPU."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60 or seconds % 60:
+        return f"{seconds:g} s"
+    return f"{seconds / 60:g} min"
 
 
 def _settings(export: m.Export) -> str:

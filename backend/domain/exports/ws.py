@@ -1,10 +1,11 @@
 """Live progress over websockets: `/ws/exports/{id}` for one export, `/ws/exports` for all of a user's.
 
 Pub/sub is at-most-once, so correctness comes from ordering: subscribe first, then send a snapshot
-(the Redis hash, else the Postgres row), then forward only messages whose `seq` is newer than what
-was sent. A message lost in between is covered by the periodic Postgres re-check, which ends the
-stream once the export is final. Sockets share the process's one Redis pub/sub connection
-(`fanout.Fanout`); after it reconnects they re-read the snapshot, since messages may have been lost.
+(the Postgres row with the Redis hash's progress: `messages.export_message`), then forward only
+messages whose `seq` is newer than what was sent. A message lost in between is covered by the
+periodic Postgres re-check, which ends the stream once the export is final. Sockets share the
+process's one Redis pub/sub connection (`fanout.Fanout`); after it reconnects they re-read the
+snapshot, since messages may have been lost.
 
 Close codes: 4401 not logged in or an invalid/revoked `?token=` (also when the token or the session
 that opened the socket is revoked or logged out later), 4403 cross-site Origin, 4404 no such export
@@ -33,7 +34,8 @@ from sqlalchemy import or_, select
 
 from backend.db import models as m
 from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
-from backend.domain.exports.services import ACTIVE, progress_from_row
+from backend.domain.exports.messages import export_message
+from backend.domain.exports.services import ACTIVE
 from backend.lib.auth import AUTH_REJECTED, AUTH_SESSION, CurrentUser, TokenAuth
 from backend.lib.revocations import Credential, Revocations
 from backend.lib.sessions import session_ref
@@ -140,10 +142,9 @@ async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: Fr
         if export is None:
             await socket.close(code=WS_NOT_FOUND, reason="no such export")
             return
-        seq = snapshot.seq if snapshot is not None else 0
         # Postgres decides whether it is over; Redis only knows better how far along it is.
-        terminal = export.status in TERMINAL_STATUSES
-        first = progress_from_row(export, seq) if terminal or snapshot is None else snapshot
+        first = export_message(export, snapshot)
+        seq = first.seq
         await _send(socket, first)
         if first.status in TERMINAL_STATUSES:
             await socket.close(code=WS_1000_NORMAL_CLOSURE)
@@ -168,7 +169,7 @@ async def _follow_one(
             export = await reload()
             if export is None or export.status in TERMINAL_STATUSES:
                 if export is not None:
-                    await _send(socket, progress_from_row(export, last_seq))
+                    await _send(socket, export_message(export, await resnapshot(), seq=last_seq))
                 return
             continue
         if item.seq <= last_seq:
@@ -208,7 +209,7 @@ async def _catch_up(socket: WebSocket[Any, Any, Any], user_id: UUID, last_seq: d
             )
         ).all()
     for export in exports:
-        snapshot = await read_snapshot(redis, export.id) or progress_from_row(export, 0)
+        snapshot = export_message(export, await read_snapshot(redis, export.id))
         if snapshot.seq > last_seq.get(snapshot.export_id, -1):
             await _send(socket, snapshot)
             last_seq[snapshot.export_id] = snapshot.seq

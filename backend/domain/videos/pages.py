@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
@@ -21,6 +22,7 @@ from backend.db import models as m
 from backend.domain.exports.controllers import stored_file
 from backend.domain.exports.deps import provide_export_service
 from backend.domain.exports.services import ExportService
+from backend.domain.exports.views import encoder_note
 from backend.domain.videos.controllers import upload_video
 from backend.domain.videos.deps import provide_video_service
 from backend.domain.videos.services import VideoService
@@ -99,13 +101,15 @@ class VideoPages(Controller):
     @get("/videos/{video_id:uuid}")
     async def detail(
         self,
+        state: State,
         videos: NamedDependency[VideoService],
         exports: NamedDependency[ExportService],
         current_user: CurrentUserDep,
         video_id: FromPath[UUID],
     ) -> Template:
         """The player, the segment editor and this video's exports (newest first), which the
-        export dialog and cards render from `v`, `user` and `exports`."""
+        export dialog and cards render from `v`, `user` and `exports`; the dialog's Encoder note
+        from `encoder_note`."""
         video = await videos.get_owned(current_user.id, video_id)
         recent, _ = await exports.page(current_user.id, video_id=video.id, limit=EXPORTS_SHOWN)
         return Template(
@@ -114,6 +118,7 @@ class VideoPages(Controller):
                 "user": current_user,
                 "v": video,
                 "exports": recent,
+                "encoder_note": await encoder_note(state.redis, state.settings.core),
                 "container_name": container_name(video.container),
                 "frame_rate": frame_rate_text(video.frame_rate),
             },

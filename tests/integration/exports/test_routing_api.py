@@ -3,6 +3,7 @@ from the live worker registry in Redis; and a cancel aborting the job on the exp
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -139,3 +140,47 @@ async def test_cancelling_an_export_aborts_its_job_on_the_gpu_queue(
     job = await gpu_queue.job(export_id)
     assert job is not None
     assert (job.status, job.error) == (Status.ABORTED, "cancelled")
+
+
+async def test_auto_routed_to_the_cpu_says_why_as_a_typed_code(
+    api: AsyncTestClient[Any], video_id: str
+) -> None:
+    export = (await request_export(api, video_id)).json()
+
+    assert (export["fallback_code"], export["fallback_reason"]) == (
+        "no_gpu_worker",
+        "no healthy GPU worker with NVENC H.264 is online",
+    )
+
+
+async def test_gpu_with_no_gpu_worker_online_says_at_once_why_it_waits_and_until_when(
+    api: AsyncTestClient[Any], video_id: str, export_settings: Settings
+) -> None:
+    r = await request_export(api, video_id, {"encoder": "gpu", "segments": []})
+
+    export = r.json()
+    assert (r.status_code, export["status"], export["waiting_code"]) == (202, "pending", "no_gpu_worker")
+    assert export["waiting_reason"] == (
+        "no GPU worker is online: the export waits for one until `wait_until`, then renders on the CPU"
+    )
+    waits = dt.datetime.fromisoformat(export["wait_until"]) - dt.datetime.fromisoformat(export["created_at"])
+    assert abs(waits.total_seconds() - export_settings.core.gpu_wait_s) < 1
+    assert (await api.get(f"/api/exports/{export['id']}")).json() == export
+
+
+async def test_gpu_with_a_gpu_worker_online_does_not_wait_for_one(
+    api: AsyncTestClient[Any], video_id: str, gpu_queue: RedisQueue, heartbeat: Any
+) -> None:
+    await heartbeat(l4_worker(f"gpu-box:{uuid.uuid4().hex[:8]}", gpu_queue.name))
+
+    export = (await request_export(api, video_id, {"encoder": "gpu", "segments": []})).json()
+
+    assert (export["waiting_code"], export["waiting_reason"], export["wait_until"]) == (None, None, None)
+
+
+async def test_a_cancelled_export_no_longer_waits(api: AsyncTestClient[Any], video_id: str) -> None:
+    export_id = (await request_export(api, video_id, {"encoder": "gpu", "segments": []})).json()["id"]
+
+    r = await api.post(f"/api/exports/{export_id}/cancel", headers=await csrf_headers(api))
+
+    assert (r.json()["status"], r.json()["waiting_code"], r.json()["wait_until"]) == ("cancelled", None, None)

@@ -206,3 +206,64 @@ async def test_after_redis_drops_the_shared_subscription_a_socket_catches_up_fro
         assert ((m := await recv(ws))["seq"], m["percent"]) == (1, 40)  # from the snapshot, on resync
         await progress(redis, owner, export_id, ExportStatus.PROCESSING, 60)
         assert (await recv(ws))["seq"] == 2
+
+
+ROW_FIELDS = ("status", "encoder_used", "fallback_code", "fallback_reason", "waiting_code", "wait_until")
+"""What a progress message and GET /api/exports/{id} both carry (besides error and attempt)."""
+
+
+async def test_a_late_subscriber_gets_the_frame_counts_of_the_final_message(
+    live: str, owner: Account, video: str, redis: Redis, sql: Sql
+) -> None:
+    export_id = await new_export(owner, video)
+    await sql("UPDATE exports SET status = 'processing', attempt = 1 WHERE id = :id", id=export_id)
+    for status, done in ((ExportStatus.PROCESSING, 20), (ExportStatus.COMPLETED, 50)):
+        message = ProgressMessage(
+            export_id=export_id,
+            user_id=owner.user_id,
+            seq=0,
+            status=status,
+            percent=done * 2,
+            frames_done=done,
+            frames_total=50,
+            attempt=1,
+        )
+        assert await publish_progress(redis, message) is not None
+    await sql("UPDATE exports SET status = 'completed', progress = 100 WHERE id = :id", id=export_id)
+
+    async with connect(ws_url(live, f"/ws/exports/{export_id}", owner)) as ws:
+        messages, _ = await rest_until_closed(ws)
+
+    assert [(m["status"], m["frames_done"], m["frames_total"]) for m in messages] == [("completed", 50, 50)]
+
+
+@pytest.mark.parametrize("path", ["/ws/exports/{id}", "/ws/exports"])
+async def test_the_snapshot_of_a_running_export_says_what_its_row_says(
+    live: str, owner: Account, video: str, redis: Redis, path: str
+) -> None:
+    export_id = await new_export(owner, video)  # auto, no GPU worker online: routed to the CPU
+    await progress(redis, owner, export_id, ExportStatus.PROCESSING, 40)  # a message without them
+    row = (await owner.http.get(f"/api/exports/{export_id}")).json()
+
+    async with connect(ws_url(live, path.format(id=export_id), owner)) as ws:
+        snapshot = await recv(ws)
+
+    assert row["fallback_code"] == "no_gpu_worker"
+    assert {k: snapshot[k] for k in ROW_FIELDS} == {k: row[k] for k in ROW_FIELDS} | {"status": "processing"}
+    assert (snapshot["seq"], snapshot["percent"]) == (1, 40)
+
+
+@pytest.mark.parametrize("path", ["/ws/exports/{id}", "/ws/exports"])
+async def test_the_snapshot_of_a_gpu_export_says_why_it_waits_and_until_when(
+    live: str, owner: Account, video: str, path: str
+) -> None:
+    r = await owner.http.post(
+        f"/api/videos/{video}/export", json={"encoder": "gpu"}, headers=await csrf_headers(owner.http)
+    )
+    row = r.json()
+
+    async with connect(ws_url(live, path.format(id=row["id"]), owner)) as ws:
+        snapshot = await recv(ws)
+
+    assert row["waiting_code"] == "no_gpu_worker"
+    assert {k: snapshot[k] for k in ROW_FIELDS} == {k: row[k] for k in ROW_FIELDS}

@@ -21,6 +21,7 @@ from gpu_worker.contract import (
     user_channel,
 )
 from gpu_worker.engine import MediaError, probe
+from gpu_worker.fallback import FallbackCode
 from gpu_worker.progress import read_snapshot
 from gpu_worker.store import LocalStore
 from gpu_worker.tasks.enqueue import enqueue_export
@@ -50,7 +51,7 @@ async def test_single_export_renders_on_the_cpu_and_completes_the_row(
     assert row["error"] is None
     assert row["encoder_requested"] == "auto"
     assert row["encoder_used"] == "libx264"
-    assert row["fallback_reason"] == "no NVIDIA driver"
+    assert (row["fallback_code"], row["fallback_reason"]) == ("gpu_unavailable", "no NVIDIA driver")
     assert row["output_key"] == f"exports/{user_id}/{export_id}/holiday_clip.mp4"
     assert row["duration"] == pytest.approx(1.0, abs=0.001)
     assert row["started_at"] is not None
@@ -96,13 +97,38 @@ async def test_progress_is_published_in_order_and_ends_with_the_terminal_state(
     last = messages[-1]
     assert last.frames_done == last.frames_total == len(clip.frame_times)
     assert last.status is ExportStatus.COMPLETED
-    assert (last.percent, last.phase, last.encoder_used, last.fallback_reason) == (
+    assert (last.percent, last.phase, last.encoder_used, last.fallback_code, last.fallback_reason) == (
         100,
         None,
         "libx264",
+        FallbackCode.GPU_UNAVAILABLE,
         "no NVIDIA driver",
     )
     assert await read_snapshot(farm.redis, export_id) == last
+
+
+async def test_every_message_of_an_export_routed_to_the_cpu_carries_the_fallback_its_row_has(
+    farm: Farm, clip: MadeVideo
+) -> None:
+    user_id = await farm.add_user()
+    video_id = await farm.add_video(user_id, clip.path)
+    export_id = await farm.add_export(user_id, video_id, RenderRequest())
+    reason = "no healthy GPU worker with NVENC H.264 is online"
+    await farm.sql(
+        "UPDATE exports SET fallback_code = 'no_gpu_worker', fallback_reason = :reason WHERE id = :id",
+        reason=reason,
+        id=export_id,
+    )
+    async with farm.redis.pubsub() as sub:
+        await sub.subscribe(export_channel(export_id))
+        await enqueue_export(farm.queue, export_id)
+        await farm.run_worker()
+        messages = await messages_until_terminal(sub)
+
+    assert len(messages) > 2
+    assert {(m.fallback_code, m.fallback_reason) for m in messages} == {(FallbackCode.NO_GPU_WORKER, reason)}
+    row = await farm.row(export_id)
+    assert (row["fallback_code"], row["fallback_reason"]) == ("no_gpu_worker", reason)
 
 
 async def test_clips_export_streams_a_zip_with_one_file_per_segment(farm: Farm, clip: MadeVideo) -> None:

@@ -10,6 +10,7 @@ import pytest
 from saq.job import Status
 
 from gpu_worker.contract import EncoderChoice, RenderRequest
+from gpu_worker.fallback import Fallback, FallbackCode
 from gpu_worker.routing import ExportQueues, reroute_waiting
 from gpu_worker.rows import ExportRows
 from gpu_worker.tasks.enqueue import enqueue_export
@@ -46,9 +47,10 @@ async def test_a_gpu_export_past_its_wait_moves_to_the_cpu_queue_with_the_reason
     assert await reroute_waiting(rows, queues) == [str(export_id)]
 
     row = await farm.row(export_id)
-    assert (row["status"], row["queue_name"], row["fallback_reason"]) == (
+    assert (row["status"], row["queue_name"], row["fallback_code"], row["fallback_reason"]) == (
         "pending",
         queues.cpu.name,
+        "gpu_wait_expired",
         "no GPU worker took the export within 30 s",
     )
     gpu_job, cpu_job = await queues.gpu.job(str(export_id)), await queues.cpu.job(str(export_id))
@@ -68,7 +70,10 @@ async def test_a_late_gpu_claim_of_a_moved_export_fails_and_the_cpu_claim_keeps_
     claim = await rows.claim(export_id, "cpu-box:1", queues.cpu.name)
 
     assert claim is not None
-    assert (claim.attempt, claim.routed_reason) == (1, "no GPU worker took the export within 30 s")
+    assert (claim.attempt, claim.routed) == (
+        1,
+        Fallback(FallbackCode.GPU_WAIT_EXPIRED, "no GPU worker took the export within 30 s"),
+    )
 
 
 async def test_an_export_a_gpu_worker_claimed_first_is_not_moved(
@@ -99,10 +104,39 @@ async def test_an_auto_export_moves_at_once_when_no_gpu_worker_is_left_for_it(
 
     assert await reroute_waiting(rows, queues) == [str(export_id)]
     row = await farm.row(export_id)
-    assert (row["queue_name"], row["fallback_reason"]) == (
+    assert (row["queue_name"], row["fallback_code"], row["fallback_reason"]) == (
         queues.cpu.name,
+        "no_gpu_worker",
         "no healthy GPU worker with NVENC H.264 is online",
     )
+
+
+async def test_a_moved_export_no_longer_waits_for_a_gpu_worker(
+    farm: Farm, rows: ExportRows, queues: ExportQueues, clip: MadeVideo
+) -> None:
+    export_id = await on_gpu_queue(farm, queues, clip, EncoderChoice.GPU, waited_s=GPU_WAIT_S + 1)
+    await farm.sql(
+        "UPDATE exports SET waiting_code = 'no_gpu_worker', wait_until = now() WHERE id = :id", id=export_id
+    )
+
+    await reroute_waiting(rows, queues)
+
+    row = await farm.row(export_id)
+    assert (row["waiting_code"], row["wait_until"]) == (None, None)
+
+
+async def test_a_claimed_export_no_longer_waits_for_a_gpu_worker(
+    farm: Farm, rows: ExportRows, queues: ExportQueues, clip: MadeVideo
+) -> None:
+    export_id = await on_gpu_queue(farm, queues, clip, EncoderChoice.GPU, waited_s=0)
+    await farm.sql(
+        "UPDATE exports SET waiting_code = 'no_gpu_worker', wait_until = now() WHERE id = :id", id=export_id
+    )
+
+    assert await rows.claim(export_id, "gpu-box:1", queues.gpu.name) is not None
+
+    row = await farm.row(export_id)
+    assert (row["waiting_code"], row["wait_until"]) == (None, None)
 
 
 async def dead_attempt(farm: Farm, clip: MadeVideo, queue: str | None) -> uuid.UUID:

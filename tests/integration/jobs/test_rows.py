@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from gpu_worker.contract import ExportStatus, Phase, RenderRequest
+from gpu_worker.fallback import Fallback, FallbackCode
 from gpu_worker.rows import ClipRecord, ExportRows, RowState
 from tests.integration.jobs.farm import Farm
 from tests.media import MadeVideo
@@ -65,7 +66,7 @@ async def test_a_stale_attempt_cannot_overwrite_the_current_one(
         size_bytes=1,
         duration=1.0,
         encoder_used="libx264",
-        fallback_reason=None,
+        fallback=None,
     )
     assert await rows.status_of(stale.export_id) == RowState(ExportStatus.PROCESSING, 2)
     row = await farm.row(stale.export_id)
@@ -84,7 +85,7 @@ async def test_a_stale_attempt_cannot_overwrite_the_current_one(
         size_bytes=10,
         duration=1.5,
         encoder_used="libx264",
-        fallback_reason="no NVIDIA driver",
+        fallback=Fallback(FallbackCode.GPU_UNAVAILABLE, "no NVIDIA driver"),
         clips=clips,
     )
     row = await farm.row(current.export_id)

@@ -14,6 +14,7 @@ from gpu_worker.encoders.nvenc import GpuBackendError, NvencBackend
 from gpu_worker.encoders.probe import CodecSupport, GpuInfo, GpuReport
 from gpu_worker.encoders.select import GpuUnavailableError, Selection, after_gpu_failure, select_backend
 from gpu_worker.engine import render
+from gpu_worker.fallback import Fallback, FallbackCode
 from tests.fake_gpu import L4, OK, FailingGpuBackend
 from tests.media import decode_indices, make_video
 
@@ -64,7 +65,14 @@ CPU_NAMES = {
 }
 NO_VP9, NO_PRORES = "NVENC has no VP9 encoder", "NVENC has no ProRes encoder"
 
-# (report, codec) -> (encoder_used, fallback_reason) for auto, and for gpu when not strict.
+
+def expected_fallback(reason: str) -> Fallback:
+    """NVENC lacking the codec altogether is one code; everything the probe found is another."""
+    code = FallbackCode.CODEC_UNSUPPORTED if reason in (NO_VP9, NO_PRORES) else FallbackCode.GPU_UNAVAILABLE
+    return Fallback(code, reason)
+
+
+# (report, codec) -> (encoder_used, the fallback's detail) for auto, and for gpu when not strict.
 EXPECTED: dict[tuple[str, str], tuple[str, str | None]] = {
     **{(r, "vp9"): ("libvpx-vp9", NO_VP9) for r in REPORTS},
     **{(r, "prores"): ("prores_ks", NO_PRORES) for r in REPORTS},
@@ -86,7 +94,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, str | None]] = {
 def test_auto_and_gpu_pick_nvenc_or_cpu_with_the_reason(choice: str, report: str, codec: str) -> None:
     used, reason = EXPECTED[report, codec]
     selection = select_backend(choice, codec, REPORTS[report])
-    assert (selection.encoder_used, selection.fallback_reason) == (used, reason)
+    assert (selection.encoder_used, selection.fallback) == (used, reason and expected_fallback(reason))
     assert selection.device == ("gpu" if reason is None else "cpu")
     assert selection.encoder_requested == choice
     assert selection.codec == codec
@@ -113,21 +121,22 @@ def test_strict_gpu_raises_with_the_reason_instead_of_falling_back(report: str, 
 
 def test_strict_only_binds_the_gpu_choice() -> None:
     selection = select_backend("auto", "h264", REPORTS["h100"], strict=True)
-    assert (selection.device, selection.fallback_reason) == ("cpu", ABSENT)
+    assert (selection.device, selection.fallback) == ("cpu", expected_fallback(ABSENT))
 
 
 def test_gpu_index_limits_the_choice_to_that_gpu() -> None:
     report = REPORTS["h100+l4"]
     assert select_backend("auto", "h264", report, gpu_index=1).encoder_used == "h264_nvenc@GPU1"
     pinned = select_backend("auto", "h264", report, gpu_index=0)
-    assert (pinned.encoder_used, pinned.fallback_reason) == ("libx264", ABSENT)
+    assert (pinned.encoder_used, pinned.fallback) == ("libx264", expected_fallback(ABSENT))
     missing = select_backend("auto", "h264", report, gpu_index=3)
-    assert missing.fallback_reason == "GPU 3 not found (GPUs: 0, 1)"
+    assert missing.fallback == expected_fallback("GPU 3 not found (GPUs: 0, 1)")
 
 
 def test_reasons_of_several_gpus_are_named_per_gpu() -> None:
     report = GpuReport(driver_present=True, gpus=(H100, GpuInfo(index=1, name="RTX 4090", nvenc=FULL.nvenc)))
-    assert select_backend("auto", "hevc", report).fallback_reason == f"GPU 0: {ABSENT}; GPU 1: {BUSY}"
+    reason = f"GPU 0: {ABSENT}; GPU 1: {BUSY}"
+    assert select_backend("auto", "hevc", report).fallback == expected_fallback(reason)
 
 
 def test_mid_render_failure_reruns_on_the_cpu_with_the_reason() -> None:
@@ -135,9 +144,8 @@ def test_mid_render_failure_reruns_on_the_cpu_with_the_reason() -> None:
     rerun = after_gpu_failure(
         selection, GpuBackendError("NVENC session lost", "nvEncEncodePicture returned error 4")
     )
-    assert rerun == Selection(
-        "cpu", "hevc", "auto", "libx265", "GPU failed mid-render (NVENC session lost); re-rendered on CPU"
-    )
+    reason = "GPU failed mid-render (NVENC session lost); re-rendered on CPU"
+    assert rerun == Selection("cpu", "hevc", "auto", "libx265", Fallback(FallbackCode.GPU_FAILED, reason))
     assert isinstance(rerun.backend(), CpuBackend)
 
 
@@ -189,6 +197,8 @@ def test_a_gpu_failure_mid_render_is_rerendered_on_the_cpu(tmp_path: Path) -> No
     assert not out.exists()
     rerun = after_gpu_failure(selection, info.value)
     result = render(request, source.path, out, backend=rerun.backend())
-    assert rerun.fallback_reason == "GPU failed mid-render (NVENC session lost); re-rendered on CPU"
+    assert rerun.fallback == Fallback(
+        FallbackCode.GPU_FAILED, "GPU failed mid-render (NVENC session lost); re-rendered on CPU"
+    )
     assert result.encoder_used == rerun.encoder_used == "libx264"
     assert decode_indices(out) == source.frames_in(Fraction(1, 2), Fraction(3, 2))

@@ -12,6 +12,7 @@ from gpu_worker.contract import RenderRequest
 from gpu_worker.encoders.base import Backend
 from gpu_worker.encoders.select import GpuUnavailableError, Selection
 from gpu_worker.engine.run import run_render
+from gpu_worker.fallback import Fallback, FallbackCode
 from tests.fake_gpu import L4_REPORT, SESSION_LOST, FailingGpuBackend, without_driver
 from tests.media import MadeVideo, decode_indices
 
@@ -21,7 +22,7 @@ def test_cpu_choice_renders_with_libx264_and_no_reason(
 ) -> None:
     out = tmp_path / "out.mp4"
     outcome = run_render(req([("0.5", "1.5")]), cfr25.path, out, choice="cpu")
-    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback_reason) == (
+    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback) == (
         "cpu",
         "libx264",
         None,
@@ -36,10 +37,10 @@ def test_auto_without_a_driver_falls_back_to_the_cpu_and_says_why(
     cfr25: MadeVideo, req: Callable[..., RenderRequest], tmp_path: Path
 ) -> None:
     outcome = run_render(req([("0", "0.4")]), cfr25.path, tmp_path / "out.mp4", choice="auto")
-    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback_reason) == (
+    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback) == (
         "auto",
         "libx264",
-        "no NVIDIA driver",
+        Fallback(FallbackCode.GPU_UNAVAILABLE, "no NVIDIA driver"),
     )
     assert outcome.result.frames == 10
 
@@ -57,10 +58,10 @@ def test_gpu_failing_mid_render_is_rerendered_on_the_cpu_from_the_start(
     request = req([("0.2", "1.8")])
     outcome = run_render(request, cfr25.path, out, choice="auto", report=L4_REPORT, build_backend=build)
     assert built == ["h264_nvenc@GPU0", "libx264"]
-    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback_reason) == (
+    assert (outcome.encoder_requested, outcome.encoder_used, outcome.fallback) == (
         "auto",
         "libx264",
-        f"GPU failed mid-render ({SESSION_LOST}); re-rendered on CPU",
+        Fallback(FallbackCode.GPU_FAILED, f"GPU failed mid-render ({SESSION_LOST}); re-rendered on CPU"),
     )
     assert outcome.result.encoder_used == "libx264"
     assert decode_indices(out) == cfr25.frames_in(Fraction(1, 5), Fraction(9, 5))

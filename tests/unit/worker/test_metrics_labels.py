@@ -11,7 +11,7 @@ from gpu_worker.encoders.nvenc import GpuBackendError, import_failure_reason, nv
 from gpu_worker.encoders.probe import CodecSupport, GpuInfo, GpuReport
 from gpu_worker.encoders.select import after_gpu_failure, no_nvenc_reason, select_backend
 from gpu_worker.metrics import encoder_kind, fallback_class, job_outcome
-from gpu_worker.routing import gpu_wait_reason, no_gpu_worker_reason
+from gpu_worker.routing import gpu_wait_expired, no_gpu_worker
 from gpu_worker.tasks.export import CPU_ONLY_REASON
 
 
@@ -31,7 +31,8 @@ def mid_render_failure() -> str | None:
         driver_present=True, gpus=(GpuInfo(index=0, name="L4", nvenc={"h264": CodecSupport(works=True)}),)
     )
     selection = select_backend("auto", "h264", works)
-    return after_gpu_failure(selection, GpuBackendError("NVENC session lost")).fallback_reason
+    fallback = after_gpu_failure(selection, GpuBackendError("NVENC session lost")).fallback
+    return fallback.detail if fallback else None
 
 
 @pytest.mark.parametrize(
@@ -52,8 +53,8 @@ def mid_render_failure() -> str | None:
         (nvenc_failure_reason("h264", "NV_ENC_ERR_OUT_OF_MEMORY (10)"), "gpu_error"),
         (open_breaker().reason, "circuit_open"),
         (CPU_ONLY_REASON, "routed_cpu"),
-        (no_gpu_worker_reason("hevc"), "routed_cpu"),
-        (gpu_wait_reason(300), "no_gpu_worker_in_time"),
+        (no_gpu_worker("hevc").detail, "routed_cpu"),
+        (gpu_wait_expired(300).detail, "no_gpu_worker_in_time"),
         ("the disk caught fire", "other"),
     ],
 )

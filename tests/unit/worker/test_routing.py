@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from gpu_worker.encoders.probe import GpuReport
+from gpu_worker.fallback import Fallback, FallbackCode, WaitingCode
 from gpu_worker.registry import WorkerInfo
 from gpu_worker.routing import Route, choose_queue, worker_gpu, worker_queue
 from gpu_worker.settings import WorkerSettings
@@ -50,12 +51,18 @@ def route(workers: list[WorkerInfo], codec: str = "h264", encoder: str = "auto")
 
 
 def test_auto_with_no_worker_alive_goes_to_the_cpu_queue_with_the_reason() -> None:
-    assert route([]) == Route(CPU_QUEUE, gpu=False, reason="no healthy GPU worker with NVENC H.264 is online")
+    assert route([]) == Route(
+        CPU_QUEUE,
+        gpu=False,
+        fallback=Fallback(FallbackCode.NO_GPU_WORKER, "no healthy GPU worker with NVENC H.264 is online"),
+    )
 
 
 def test_auto_with_only_a_cpu_worker_goes_to_the_cpu_queue() -> None:
     assert route([heartbeat("cpu", queues=(CPU_QUEUE,))]) == Route(
-        CPU_QUEUE, gpu=False, reason="no healthy GPU worker with NVENC H.264 is online"
+        CPU_QUEUE,
+        gpu=False,
+        fallback=Fallback(FallbackCode.NO_GPU_WORKER, "no healthy GPU worker with NVENC H.264 is online"),
     )
 
 
@@ -67,7 +74,9 @@ def test_auto_goes_to_the_gpu_queue_when_a_healthy_gpu_worker_encodes_the_codec(
 
 def test_auto_goes_to_the_cpu_queue_when_the_healthy_gpu_lacks_the_codec() -> None:
     assert route([heartbeat(codecs=("h264", "hevc"))], codec="av1") == Route(
-        CPU_QUEUE, gpu=False, reason="no healthy GPU worker with NVENC AV1 is online"
+        CPU_QUEUE,
+        gpu=False,
+        fallback=Fallback(FallbackCode.NO_GPU_WORKER, "no healthy GPU worker with NVENC AV1 is online"),
     )
 
 
@@ -84,11 +93,17 @@ def test_auto_skips_a_gpu_worker_taking_another_queue() -> None:
 
 
 def test_auto_for_a_codec_nvenc_never_encodes_says_so() -> None:
-    assert route([heartbeat()], codec="vp9") == Route(CPU_QUEUE, gpu=False, reason="NVENC has no VP9 encoder")
+    assert route([heartbeat()], codec="vp9") == Route(
+        CPU_QUEUE, gpu=False, fallback=Fallback(FallbackCode.CODEC_UNSUPPORTED, "NVENC has no VP9 encoder")
+    )
 
 
-def test_gpu_goes_to_the_gpu_queue_even_with_no_gpu_worker_alive() -> None:
-    assert route([], encoder="gpu") == Route(GPU_QUEUE, gpu=True)
+def test_gpu_goes_to_the_gpu_queue_even_with_no_gpu_worker_alive_saying_it_waits_for_one() -> None:
+    assert route([], encoder="gpu") == Route(GPU_QUEUE, gpu=True, waiting=WaitingCode.NO_GPU_WORKER)
+
+
+def test_gpu_with_a_healthy_gpu_worker_alive_does_not_wait_for_one() -> None:
+    assert route([heartbeat()], encoder="gpu") == Route(GPU_QUEUE, gpu=True)
 
 
 def test_cpu_goes_to_the_cpu_queue_even_with_a_healthy_gpu_worker() -> None:

@@ -64,6 +64,24 @@ async def test_connecting_sends_the_card_and_row_of_each_active_export(
     assert f'<tr id="history-{export_id}" class="history-row" data-status="pending"' in html
 
 
+async def test_the_card_and_row_of_a_gpu_export_waiting_for_a_gpu_worker_say_so_at_once(
+    live: str, owner: Account, export_id: str, sql: Sql
+) -> None:
+    await sql(
+        "UPDATE exports SET encoder_requested = 'gpu', fallback_code = NULL, fallback_reason = NULL,"
+        " waiting_code = 'no_gpu_worker', wait_until = '2026-01-02T03:04:00Z' WHERE id = :id",
+        id=export_id,
+    )
+    async with browser_socket(live, owner) as ws:
+        html = await fragment(ws)
+    note = (
+        '<p class="gpu-note warning" data-code="no_gpu_worker">Waiting for a GPU worker until 03:04 UTC:'
+        " none is online; then it renders on the CPU</p>"
+    )
+    assert note in html
+    assert note.replace("<p ", "<span ").replace("</p>", "</span>") in html
+
+
 async def test_a_published_progress_message_arrives_as_a_fragment(
     live: str, owner: Account, export_id: str, redis: Redis
 ) -> None:
@@ -98,7 +116,8 @@ async def test_a_terminal_message_renders_the_final_row_with_its_download(
         await fragment(ws)
         await sql(
             "UPDATE exports SET status = 'completed', progress = 100, size_bytes = 2500000, "
-            "encoder_used = 'libx264', fallback_reason = 'no NVIDIA GPU on this worker' WHERE id = :id",
+            "encoder_used = 'libx264', fallback_code = 'gpu_unavailable',"
+            " fallback_reason = 'no NVIDIA GPU on this worker' WHERE id = :id",
             id=export_id,
         )
         await publish_progress(
@@ -110,7 +129,10 @@ async def test_a_terminal_message_renders_the_final_row_with_its_download(
     assert 'aria-valuenow="100"' in html
     assert html.count(f'href="/api/exports/{export_id}/download"') == 2
     assert '<span class="encoder-badge encoder-cpu" title="libx264">CPU</span>' in html
-    assert '<span class="fallback-reason">no NVIDIA GPU on this worker</span>' in html
+    assert (
+        '<span class="gpu-note info" data-code="gpu_unavailable">'
+        "Rendered on the CPU: no NVIDIA GPU on this worker</span>"
+    ) in html
     assert ">Cancel</button>" not in html
 
 
