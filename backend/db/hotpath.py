@@ -113,6 +113,16 @@ TOUCH_TOKEN = Statement.of(
 )
 
 
+def connect_options(async_database_url: str) -> dict[str, Any]:
+    """asyncpg's connect arguments for the URL the ORM's engine uses, read by SQLAlchemy's asyncpg
+    dialect, so both connect alike."""
+    _, options = asyncpg_dialect().create_connect_args(make_url(async_database_url))
+    for ours, theirs in SQLALCHEMY_ONLY_OPTIONS.items():
+        if ours in options:
+            options[theirs] = options.pop(ours)
+    return dict(options)
+
+
 async def _init(connection: asyncpg.Connection) -> None:
     """JSONB as Python values, as the ORM's JSONB columns give them."""
     await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -131,13 +141,8 @@ class HotPath:
 
     @classmethod
     async def open(cls, async_database_url: str) -> HotPath:
-        """Connects like the ORM's engine does: the same URL, read by SQLAlchemy's asyncpg dialect."""
-        _, options = asyncpg_dialect().create_connect_args(make_url(async_database_url))
-        for ours, theirs in SQLALCHEMY_ONLY_OPTIONS.items():
-            if ours in options:
-                options[theirs] = options.pop(ours)
         pool = await asyncpg.create_pool(
-            **options,
+            **connect_options(async_database_url),
             min_size=0,  # connect on the first read: the API starts (and /ready says why) without Postgres
             max_size=POOL_MAX,
             init=_init,
