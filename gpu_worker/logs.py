@@ -93,8 +93,17 @@ class RedactTokens(logging.Filter):
         return True
 
 
+QUIET_LIBRARIES = ("saq", "alembic")
+"""Libraries whose INFO lines are for their own developers, not an operator: SAQ logs three lines
+per job, cron jobs included (five a minute on an idle server; the export task logs its own claim and
+outcome), and Alembic seven plugin lines before every migration. Their warnings still show; DEBUG
+shows everything."""
+
+
 def configure_logging(log_format: LogFormat, *, debug: bool = False) -> None:
     """Send every logger's records to stderr in `log_format`, replacing handlers set up earlier."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)

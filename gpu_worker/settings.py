@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from croniter import croniter
 
@@ -37,6 +38,27 @@ WORKER_TTL_S = 15.0
 DRAIN_GRACE_S = 60.0
 """A draining worker (SIGTERM or `vexport workers drain`) lets its renders finish for this long,
 then hands the unfinished ones back to the queue."""
+
+
+DataDirOrigin = Literal["explicit", "project", "cwd"]
+"""Where the data dir came from: VEXPORT_DATA_DIR (or `--data-dir`), the checkout the code runs from,
+or the current directory (an installed package run outside any checkout)."""
+
+
+def project_root() -> Path | None:
+    """The checkout this code runs from (the folder holding its pyproject.toml), or None when it is
+    installed elsewhere: a command's default data dir must not depend on the shell's directory."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "backend").is_dir() else None
+
+
+def resolve_data_dir(env: Mapping[str, str]) -> tuple[Path, DataDirOrigin]:
+    """VEXPORT_DATA_DIR when set, else the checkout's `.data`, else `./.data` (see README, Settings)."""
+    if explicit := env.get("VEXPORT_DATA_DIR"):
+        return Path(explicit).absolute(), "explicit"
+    if (root := project_root()) is not None:
+        return root / ".data", "project"
+    return Path(".data").absolute(), "cwd"
 
 
 def env_bool(value: str | None, default: bool) -> bool:
@@ -98,7 +120,7 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = os.environ if env is None else env
-        data_dir = Path(env.get("VEXPORT_DATA_DIR", ".data")).absolute()
+        data_dir, _ = resolve_data_dir(env)
         secret = env.get("SECRET_KEY") or persistent_secret(data_dir)
         bucket = env.get("S3_BUCKET") or None
         storage = StoreSettings(

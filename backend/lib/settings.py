@@ -34,6 +34,9 @@ class Settings:
     """Cap on one export's summed output; the bound is the lesser of this and 4 times the source."""
     access_log: bool = True
     token_cache_s: float = TOKEN_CACHE_S
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 4096
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +56,9 @@ class Settings:
             max_output_seconds=int(env.get("MAX_OUTPUT_SECONDS") or MAX_OUTPUT_SECONDS),
             access_log=env_bool(env.get("ACCESS_LOG"), True),
             token_cache_s=float(env.get("TOKEN_CACHE_S", str(TOKEN_CACHE_S))),
+            header_timeout_s=float(env.get("HEADER_TIMEOUT_S") or 10.0),
+            body_timeout_s=float(env.get("BODY_TIMEOUT_S") or 30.0),
+            max_connections=int(env.get("MAX_CONNECTIONS") or 4096),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

@@ -1,0 +1,161 @@
+"""Every command run against a data dir shares the embedded servers already running there; `serve`
+keeps them alive, and what a crash leaves behind is cleaned up by the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.fixtures.app import PASSWORD
+from tests.integration.runtime.conftest import (
+    Commands,
+    postmaster,
+    processes_mentioning,
+    redis_servers,
+    stop,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.slow
+RECOVER_S = 30
+
+
+def login(base: str, email: str, password: str) -> int:
+    with httpx.Client(base_url=base) as c:
+        c.get("/login")
+        r = c.post(
+            "/api/auth/login",
+            json={"email": email, "password": password},
+            headers={"x-csrftoken": c.cookies["csrftoken"]},
+        )
+        return r.status_code
+
+
+def ready_within(base: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_create_user_beside_serve_shares_its_servers_and_the_account_logs_in(vexport: Commands) -> None:
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+    redis_before = [p.pid for p in redis_servers(vexport.data)]
+
+    done = vexport.run("create-user", "beside@example.com", "--password", PASSWORD)
+
+    assert done.returncode == 0, done.stderr
+    assert f"data dir {vexport.data}: embedded PostgreSQL and embedded Redis (shared" in done.stderr
+    assert [p.pid for p in redis_servers(vexport.data)] == redis_before  # no second redis-server
+    assert httpx.get(f"{base}/ready", timeout=5).json()["checks"]["redis"] == "ok"
+    assert login(base, "beside@example.com", PASSWORD) == 200
+    assert stop(proc) == 0
+    assert processes_mentioning(vexport.data) == []
+
+
+def test_a_second_serve_on_the_same_data_dir_is_refused(vexport: Commands) -> None:
+    base, first = vexport.serve("--no-worker")
+    wait_ready(base, first)
+
+    _, second = vexport.serve("--no-worker")
+
+    assert second.wait(60) == 1
+    assert f"another `vexport serve` (pid {first.pid}) is already running on data dir {vexport.data}" in (
+        vexport.log.read_text()
+    )
+    assert httpx.get(f"{base}/ready", timeout=5).status_code == 200
+    assert stop(first) == 0
+
+
+def test_the_last_command_out_stops_servers_a_command_started(vexport: Commands) -> None:
+    done = vexport.run("create-user", "first@example.com", "--password", PASSWORD)
+
+    assert done.returncode == 0, done.stderr
+    assert "a new embedded PostgreSQL and embedded Redis (started here)" in done.stderr
+    assert processes_mentioning(vexport.data) == []
+
+
+def test_servers_left_by_a_killed_serve_are_stopped_and_replaced_by_the_next_start(vexport: Commands) -> None:
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+    orphans = [postmaster(vexport.data), *redis_servers(vexport.data)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert all(p.is_running() for p in orphans)  # nothing can stop them at a SIGKILL
+
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+
+    assert not any(p.is_running() for p in orphans)
+    assert len(redis_servers(vexport.data)) == 1
+    assert stop(proc) == 0
+    assert processes_mentioning(vexport.data) == []
+
+
+@pytest.mark.parametrize("server", ["redis", "postgres"])
+def test_serve_restarts_an_embedded_server_that_was_killed(vexport: Commands, server: str) -> None:
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+    victim = redis_servers(vexport.data)[0] if server == "redis" else postmaster(vexport.data)
+
+    victim.kill()
+    victim.wait(10)
+
+    assert ready_within(base, RECOVER_S)
+    assert "restarted" in vexport.log.read_text()
+    assert proc.poll() is None
+    assert stop(proc) == 0
+    assert processes_mentioning(vexport.data) == []
+
+
+def test_serve_prints_where_it_listens_and_no_library_chatter(vexport: Commands) -> None:
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+    assert stop(proc) == 0
+
+    log = vexport.log.read_text()
+    assert f"Video Export is listening on {base} (Ctrl-C stops it)" in log
+    assert f"data dir {vexport.data}: a new embedded PostgreSQL and embedded Redis (started here)" in log
+    assert "alembic.runtime.plugins" not in log
+    assert "Context impl PostgresqlImpl" not in log
+
+
+def test_create_user_without_a_password_or_a_terminal_says_how_to_give_one(vexport: Commands) -> None:
+    done = vexport.run("create-user", "me@example.com")
+
+    assert done.returncode == 2
+    assert "no password: pass --password P, or --password-stdin" in done.stderr
+    assert "Aborted" not in done.stderr
+    assert not (vexport.data / "postgres").exists()
+
+
+def test_create_user_reads_the_password_from_stdin(vexport: Commands) -> None:
+    done = vexport.run(
+        "create-user", "me@example.com", "--password-stdin", "--token", "t", stdin=f"{PASSWORD}\n"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("created me@example.com\nAPI token (shown once): vx_")
+
+
+def test_data_dir_option_overrides_the_environment(vexport: Commands) -> None:
+    other = vexport.cwd / "elsewhere"
+
+    done = vexport.run("--data-dir", str(other), "create-user", "me@example.com", "--password", PASSWORD)
+
+    assert done.returncode == 0, done.stderr
+    assert f"data dir {other}:" in done.stderr
+    assert (other / "postgres" / "PG_VERSION").exists()
+    assert not vexport.data.exists()
+    assert psutil.pid_exists(os.getpid())
