@@ -68,7 +68,7 @@ async def test_a_single_file_export_is_rendered_by_a_worker_process_and_download
     assert export["download_url"] == f"/api/exports/{export['id']}/download"
 
     response = await app.download(export["id"])
-    assert response.headers["content-disposition"] == content_disposition("holiday clip (360p).mp4")
+    assert response.headers["content-disposition"] == content_disposition("holiday clip (180p).mp4")
     assert int(response.headers["content-length"]) == export["size_bytes"] == len(response.content)
     output = tmp_path / "download.mp4"
     output.write_bytes(response.content)
@@ -101,7 +101,7 @@ async def test_a_clips_export_is_a_zip_of_one_frame_exact_file_per_segment(
         (name, len(frames_of(source, start, end))) for name, (start, end) in zip(names, SEGMENTS, strict=True)
     ]
     response = await app.download(export["id"])
-    assert response.headers["content-disposition"] == content_disposition("holiday clip (clips).zip")
+    assert response.headers["content-disposition"] == content_disposition("holiday clip (180p clips).zip")
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         assert archive.testzip() is None
         assert archive.namelist() == names

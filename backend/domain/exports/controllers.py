@@ -47,7 +47,6 @@ from backend.domain.exports.services import (
     ExportConflict,
     ExportService,
     check_rate_limit,
-    download_name,
 )
 from backend.domain.farm.guards import ensure_operator
 from backend.lib.auth import CurrentUser
@@ -293,7 +292,8 @@ class ExportController(Controller):
         operation_id="downloadExport",
         description=(
             "S3: 302 to a short-lived presigned URL. Local store: the file itself (Range supported). "
-            "Either way named like `holiday clip (720p).mp4` or `holiday clip (clips).zip`."
+            "Either way named by what the file holds: `holiday clip (272p).mp4` (the output's height; "
+            "presets never upscale, so 720p of a 640x272 source is 272p) or `holiday clip (272p clips).zip`."
         ),
         responses={
             200: _file("the file (local store)"),
@@ -322,7 +322,7 @@ class ExportController(Controller):
         export = await exports.get_owned(current_user.id, export_id)
         if export.status != ExportStatus.COMPLETED or export.output_key is None:
             raise ExportConflict(detail=f"export is not completed (status: {export.status})")
-        name = download_name(await exports.original_filename(export), export)
+        name = await exports.output_filename(export)
         if isinstance(store, LocalStore):
             return await stored_file(request, store, export.output_key, name)
         return Redirect(await store.download_url(export.output_key, filename=name))

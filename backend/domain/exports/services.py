@@ -39,6 +39,7 @@ from gpu_worker.contract import (
     RenderRequest,
     decode_request,
     enc_hook,
+    fit_size,
 )
 from gpu_worker.routing import ExportQueues, Route
 from gpu_worker.store import Store, sanitize_filename
@@ -121,10 +122,16 @@ async def check_rate_limit(redis: Redis, user_id: UUID, per_minute: int) -> None
         )
 
 
-def download_name(original_filename: str, export: m.Export) -> str:
-    """`holiday clip (720p).mp4`, or `holiday clip (clips).zip` for a ZIP of clips."""
-    stem = PurePath(original_filename).stem or "video"
-    label, ext = ("clips", "zip") if export.mode == Mode.CLIPS else (export.resolution, export.format)
+def output_filename(video: m.Video, export: m.Export) -> str:
+    """`holiday clip (272p).mp4`, or `holiday clip (272p clips).zip` for a ZIP of clips: named by
+    what the file holds, the short side of the picture the engine renders. That size comes from the
+    contract's `fit_size`, the engine's own sizing, which never upscales: 720p asked of a 640x272
+    source holds 640x272, so it is named 272p."""
+    stem = PurePath(video.original_filename).stem or "video"
+    label = str(export.resolution)
+    if video.width is not None and video.height is not None:
+        label = f"{min(fit_size(video.width, video.height, export.resolution, video.rotation))}p"
+    label, ext = (f"{label} clips", "zip") if export.mode == Mode.CLIPS else (label, export.format)
     return sanitize_filename(f"{stem} ({label}).{ext}", default=f"export.{ext}")
 
 
@@ -295,6 +302,11 @@ class ExportService(SQLAlchemyAsyncRepositoryService[m.Export]):
             await announce_cancel(export, redis)
             await _abort_job(export.id, queue.named(export.queue_name))
         return export
+
+    async def output_filename(self, export: m.Export) -> str:
+        """The name a download of `export` carries (`output_filename`)."""
+        video = await self.repository.session.get_one(m.Video, export.video_id)
+        return output_filename(video, export)
 
     async def original_filename(self, export: m.Export) -> str:
         name = await self.repository.session.scalar(

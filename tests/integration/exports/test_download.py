@@ -21,6 +21,7 @@ from gpu_worker.progress import SNAPSHOT_TTL_S, publish_progress, read_snapshot
 from gpu_worker.store import LocalStore, Store, StoreSettings, content_disposition, open_store
 from tests.fixtures.app import csrf_headers, register
 from tests.integration.exports.conftest import Complete, MakeSettings, Sql, request_export, upload
+from tests.media import make_video
 
 DATA = bytes(range(256)) * 40  # 10 240 bytes
 
@@ -47,10 +48,40 @@ async def test_local_download_streams_the_file_named_after_the_video(
     assert r.headers["content-type"] == "video/mp4"
     assert r.headers["content-length"] == str(len(DATA))
     assert r.headers["accept-ranges"] == "bytes"
-    assert r.headers["content-disposition"] == content_disposition("holiday clip (720p).mp4")
+    assert r.headers["content-disposition"] == content_disposition("holiday clip (180p).mp4")
     assert r.headers["content-disposition"] == (
-        "attachment; filename=\"holiday clip (720p).mp4\"; filename*=UTF-8''holiday%20clip%20%28720p%29.mp4"
+        "attachment; filename=\"holiday clip (180p).mp4\"; filename*=UTF-8''holiday%20clip%20%28180p%29.mp4"
     )
+
+
+@pytest.mark.parametrize(
+    ("size", "body", "name"),
+    [
+        ((640, 272), {"resolution": "720p"}, "wide shot (272p).mp4"),
+        ((640, 272), {"resolution": "source"}, "wide shot (272p).mp4"),
+        ((1280, 720), {"resolution": "480p", "format": "webm"}, "wide shot (480p).webm"),
+        (
+            (640, 272),
+            {"resolution": "720p", "mode": "clips", "segments": [{"start": 0, "end": 1}]},
+            "wide shot (272p clips).zip",
+        ),
+    ],
+)
+async def test_a_download_is_named_by_the_height_it_holds_not_the_preset_asked_for(
+    api: AsyncTestClient[Any],
+    complete: Complete,
+    tmp_path: Path,
+    size: tuple[int, int],
+    body: dict[str, Any],
+    name: str,
+) -> None:
+    """Presets never upscale: 720p asked of a 640x272 source holds 640x272, so it is named 272p."""
+    source = make_video(tmp_path / "wide shot.mp4", seconds=1, width=size[0], height=size[1]).path
+    export_id = (await request_export(api, await upload(api, source), body)).json()["id"]
+    await complete(export_id, DATA, name.rpartition(".")[2])
+    r = await api.get(f"/api/exports/{export_id}/download")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"] == content_disposition(name)
 
 
 async def test_local_download_serves_byte_ranges(
@@ -89,7 +120,7 @@ async def test_a_clips_export_downloads_as_a_zip(
     r = await api.get(f"/api/exports/{export_id}/download")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/zip"
-    assert r.headers["content-disposition"] == content_disposition("holiday clip (clips).zip")
+    assert r.headers["content-disposition"] == content_disposition("holiday clip (180p clips).zip")
 
 
 async def test_s3_download_redirects_to_a_presigned_url_that_serves_the_bytes(
@@ -111,7 +142,7 @@ async def test_s3_download_redirects_to_a_presigned_url_that_serves_the_bytes(
         got = await plain.get(r.headers["location"])
     assert got.status_code == 200
     assert got.content == DATA
-    assert got.headers["content-disposition"] == content_disposition("holiday clip (720p).mp4")
+    assert got.headers["content-disposition"] == content_disposition("holiday clip (180p).mp4")
 
 
 async def test_a_signed_local_link_works_without_login_until_it_expires(
