@@ -165,6 +165,10 @@ async def stored_file(request: Request[Any, Any, Any], store: Store, key: str, f
 NOT_FOUND = "no such export (or video) for this user"
 
 
+def _page(description: str) -> ResponseSpec:
+    return ResponseSpec(str, description=description, media_type="text/html", generate_examples=False)
+
+
 def _file(description: str) -> ResponseSpec:
     """A stored file: video/mp4, video/webm, video/quicktime or application/zip (Content-Disposition
     names it)."""
@@ -387,15 +391,11 @@ class SignedFileController(Controller):
         responses={
             200: _file("the file"),
             206: _file("the requested byte range"),
-            **problems(
-                400,
-                422,
-                described={
-                    403: "bad or expired signature",
-                    404: "the file is gone",
-                    416: "the range is outside the file",
-                },
-            ),
+            # A link a browser follows (not under /api): its errors are pages, like the UI's.
+            403: _page("bad or expired signature"),
+            404: _page("the file is gone"),
+            416: _page("the range is outside the file"),
+            422: _page("`exp`, `name` or `sig` is missing"),
         },
     )
     async def signed_file(

@@ -47,6 +47,10 @@ async def upload_video(
         spooled.path.unlink(missing_ok=True)
 
 
+MAX_OFFSET = 2**63 - 1
+"""Postgres counts OFFSET in a bigint: a larger one is the caller's mistake (422), not a database error."""
+
+
 @dataclass
 class UploadOperation(Operation):
     """The upload's operation with its request body: multipart/form-data with one binary `file`."""
@@ -79,6 +83,7 @@ class VideoController(Controller):
             described={
                 400: "a malformed multipart body, no `file` field, an empty file or a NUL in its name",
                 413: "the file is over MAX_UPLOAD_MB",
+                415: "the body is not multipart/form-data",
                 422: "not a video this service can read",
             },
         ),
@@ -100,7 +105,7 @@ class VideoController(Controller):
         videos: NamedDependency[VideoService],
         current_user: CurrentUserDep,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Page:
         rows, total = await videos.page(current_user.id, limit, offset)
         items = [videos.to_schema(v, schema_type=VideoOut) for v in rows]

@@ -32,7 +32,8 @@ def test_every_error_of_the_api_is_documented_as_problem_json(document: dict[str
         (name, status): response.get("content")
         for name, op in operations(document).items()
         for status, response in op["responses"].items()
-        if status >= "400" and name != "ready"
+        # /ready answers its checks; a signed file link answers browsers with error pages.
+        if status >= "400" and name not in ("ready", "downloadSignedFile")
     }
     assert errors
     assert {key: content for key, content in errors.items() if content != PROBLEM} == {}
@@ -52,7 +53,9 @@ def test_the_upload_documents_its_multipart_body_with_a_binary_file_field(docume
             "schema": {
                 "type": "object",
                 "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary", "description": "the video file"}},
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the video file"}
+                },
             }
         }
     }

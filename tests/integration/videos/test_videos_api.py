@@ -34,6 +34,14 @@ async def test_bad_list_parameters_are_422_naming_each_field_like_the_exports_ap
     ]
 
 
+async def test_an_offset_past_what_postgres_can_count_is_422_naming_it(
+    app_client: AsyncTestClient[Any],
+) -> None:
+    r = await app_client.get("/api/videos", params={"offset": 2**63})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "query.offset", "message": f"Expected `int` <= {2**63 - 1}"}]
+
+
 async def test_get_one_returns_the_same_record(app_client: AsyncTestClient[Any], clip: Path) -> None:
     created = (await upload(app_client, clip)).json()
     r = await app_client.get(f"/api/videos/{created['id']}")
