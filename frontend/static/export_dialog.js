@@ -30,7 +30,7 @@
     const total = list.reduce((sum, s) => sum + Math.max(0, Number(s.end) - Number(s.start)), 0);
     out.textContent = list.length
       ? `${list.length} segment${list.length === 1 ? "" : "s"}, ${clock(total)} in total`
-      : "No segments marked yet";
+      : "Whole video (no segments marked)";
   }
 
   function narrowCodecs(form) {

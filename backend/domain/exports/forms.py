@@ -77,12 +77,10 @@ def _segment_message(where: str, message: str) -> str:
 
 
 def check_timeline(data: ExportCreate) -> None:
-    """The editor's own rules on top of the contract's: the API reads no segments as the whole video
-    and allows a span twice, but in the dialog those are always a slip (nothing marked, or a span
-    marked twice), so they are refused here before the contract's checks."""
+    """The editor's own rule on top of the contract's: the API allows a span twice, but in the
+    dialog that is always a slip (a span marked twice), so it is refused here. No segments means
+    the whole video here as in the API (one documented rule; the dialog's summary says so)."""
     render = to_render_request(data)
-    if not render.segments:
-        raise FormError("segments", "Mark at least one segment (Mark in, then Mark out) to export.")
     ordered = sorted(enumerate(render.segments, start=1), key=lambda item: (item[1].start, item[1].end))
     for (i, first), (j, second) in itertools.pairwise(ordered):
         if second.start < first.end:

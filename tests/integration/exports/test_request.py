@@ -131,6 +131,15 @@ async def test_max_output_seconds_caps_the_summed_output_below_four_times_the_vi
     ]
 
 
+@pytest.mark.parametrize("body", [{}, {"segments": []}], ids=["omitted", "empty"])
+async def test_no_segments_means_the_whole_video(
+    api: AsyncTestClient[Any], video_id: str, body: dict[str, Any]
+) -> None:
+    r = await request_export(api, video_id, body)
+    assert r.status_code == 202, r.text
+    assert r.json()["segments"] == []
+
+
 async def test_an_unknown_video_is_404(api: AsyncTestClient[Any]) -> None:
     r = await request_export(api, UNKNOWN)
     assert r.status_code == 404

@@ -55,10 +55,18 @@ async def test_a_valid_submit_records_the_request_and_queues_its_job(
     assert job.kwargs == {"export_id": export_id}
 
 
+async def test_a_submit_with_no_segments_exports_the_whole_video_as_the_api_does(
+    browser: AsyncTestClient[Any], video_id: str, sql: Sql
+) -> None:
+    """One documented rule for the dialog and the API: no segments means the whole video."""
+    export_id = await start(browser, video_id, segments="[]")
+    (row,) = await sql("SELECT status, segments FROM exports WHERE id = :id", id=export_id)
+    assert (row[0], row[1]["request"]["segments"]) == ("pending", [])
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"segments": "[]"}, "segments", "Mark at least one segment (Mark in, then Mark out) to export."),
         (
             {"segments": '[{"start":"0","end":"1"},{"start":"1.5","end":"2"},{"start":"0.5","end":"1.2"}]'},
             "segments",
@@ -74,7 +82,7 @@ async def test_a_valid_submit_records_the_request_and_queues_its_job(
         ({"format": "webm", "codec": "h264"}, "codec", "h264 cannot go in webm (allowed: vp9, av1)"),
         ({"codec": "av1", "quality": "lossless"}, "quality", "lossless is not available for av1"),
     ],
-    ids=["empty", "overlapping", "out-of-range", "reversed", "resolution", "codec-for-format", "quality"],
+    ids=["overlapping", "out-of-range", "reversed", "resolution", "codec-for-format", "quality"],
 )
 async def test_an_invalid_field_comes_back_inline_next_to_its_control(
     browser: AsyncTestClient[Any], video_id: str, sql: Sql, changes: dict[str, str], field: str, message: str
