@@ -36,6 +36,7 @@ from backend.lib.revocations import Revocations
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
 from backend.lib.settings import Settings
 from backend.lib.token_cache import TokenCache
+from backend.server.limits import BodyLimits
 from gpu_worker.store import Store, open_store
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         stores={"sessions": RedisStore(redis, namespace="vexport:sessions")},
         middleware=[
+            BodyLimits(upload_limit=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s),
             sessions.middleware,
             # Who is calling first: the CSRF check is skipped only for a token that authenticated.
             DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS),

@@ -126,9 +126,10 @@ class BodyLimits(ASGIMiddleware):
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout_s)
             except TimeoutError:
-                raise ClientException(
+                raise ClientException(  # the rest of the body may still come: this connection is done
                     status_code=HTTP_408_REQUEST_TIMEOUT,
                     detail=f"the request body stalled for {self.body_timeout_s:g} s",
+                    headers={"connection": "close"},
                 ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
