@@ -30,7 +30,7 @@ from backend.lib.auth import PUBLIC_PATHS, AuthMiddleware, CurrentUser, provide_
 from backend.lib.csrf import CSRFUnlessBearer
 from backend.lib.exceptions import EXCEPTION_HANDLERS
 from backend.lib.openapi import openapi_config
-from backend.lib.redis_clients import request_client
+from backend.lib.redis_clients import SocketsTryAgainLater, request_client
 from backend.lib.request import AppRequest
 from backend.lib.revocations import Revocations
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
@@ -144,6 +144,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         stores={"sessions": RedisStore(redis, namespace="vexport:sessions")},
         middleware=[
+            SocketsTryAgainLater,
             BodyLimits(upload_limit=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s),
             sessions.middleware,
             # Who is calling first: the CSRF check is skipped only for a token that authenticated.

@@ -9,9 +9,12 @@ Inboxes are bounded so one slow websocket never holds up the others: when an inb
 oldest non-terminal message is dropped (the next message supersedes it, since progress is a
 snapshot, and clients drop stale `seq`s anyway). Terminal messages and `RESYNC` are never dropped.
 
-Redis going away is survived: the reader reconnects with exponential backoff, re-subscribes every
-channel and, once each is confirmed, puts `RESYNC` into its inboxes, because whatever was published
-meanwhile is lost (pub/sub is at-most-once): a subscriber re-reads the snapshot on `RESYNC`.
+Redis going away briefly is survived: the reader reconnects with exponential backoff, re-subscribes
+every channel and, once each is confirmed, puts `RESYNC` into its inboxes, because whatever was
+published meanwhile is lost (pub/sub is at-most-once): a subscriber re-reads the snapshot on `RESYNC`.
+Redis away for longer than OUTAGE_GRACE_S is an outage: every inbox raises `FanoutUnavailable` from
+`get()` and new subscriptions raise it at once, until the reader is connected again, so a socket
+closes and tells its client to come back later instead of staying open and silent.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 64
 """Messages one subscriber may lag behind before its oldest non-terminal ones are dropped."""
 SUBSCRIBE_TIMEOUT_S = 10.0
-"""How long `subscribe()` waits for Redis to confirm a new channel (e.g. while Redis is down)."""
+"""How long `subscribe()` waits for Redis to confirm a new channel."""
+OUTAGE_GRACE_S = 5.0
+"""How long the reader may be without Redis before subscribers are told (a restart is quicker)."""
+
+
+class FanoutUnavailable(Exception):
+    """No live messages can come: Redis has been out of reach for longer than the grace, or did not
+    confirm a subscription in time. Come back later."""
 
 
 class Signal(enum.Enum):
@@ -69,6 +79,7 @@ class Inbox:
         self._items: deque[Item] = deque()
         self._size = size
         self._ready = asyncio.Event()
+        self._failed = False
         self.dropped = 0
 
     def put(self, item: Item) -> None:
@@ -81,9 +92,16 @@ class Inbox:
         self._items.append(item)
         self._ready.set()
 
+    def fail(self) -> None:
+        """Once what is queued has been taken, `get` raises FanoutUnavailable."""
+        self._failed = True
+        self._ready.set()
+
     async def get(self, wait_s: float | None = None) -> Item | None:
         """The next item, or None after `wait_s` seconds without one."""
         while not self._items:
+            if self._failed:
+                raise FanoutUnavailable("live progress lost Redis")
             self._ready.clear()
             try:
                 async with asyncio.timeout(wait_s):
@@ -96,9 +114,15 @@ class Inbox:
 class Fanout:
     """The process's progress subscriptions; `start()` in the app's lifespan, `aclose()` at its end."""
 
-    def __init__(self, redis: Redis, *, inbox_size: int = INBOX_SIZE) -> None:
+    def __init__(
+        self, redis: Redis, *, inbox_size: int = INBOX_SIZE, outage_grace_s: float = OUTAGE_GRACE_S
+    ) -> None:
         self._redis = redis
         self._inbox_size = inbox_size
+        self._outage_grace_s = outage_grace_s
+        self._outage_timer: asyncio.TimerHandle | None = None
+        self._outage = False
+        """Set once Redis has been away for the grace; cleared when the reader is connected again."""
         self._inboxes: dict[str, set[Inbox]] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._unconfirmed: Counter[str] = Counter()
@@ -121,11 +145,15 @@ class Fanout:
 
     async def aclose(self) -> None:
         await stop_listener(self._task, self._redis)
+        self._end_outage()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Inbox]:
         """An inbox of `channel`'s messages, yielded once Redis has confirmed the subscription, so a
-        snapshot read afterwards cannot miss a message; raises TimeoutError when Redis does not."""
+        snapshot read afterwards cannot miss a message; raises FanoutUnavailable when Redis does not
+        (in time, or at once during an outage)."""
+        if self._outage:
+            raise FanoutUnavailable("live progress has no Redis")
         inbox = Inbox(self._inbox_size)
         inboxes = self._inboxes.setdefault(channel, set())
         inboxes.add(inbox)
@@ -133,8 +161,11 @@ class Fanout:
             if len(inboxes) == 1:
                 self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 await self._send("subscribe", channel)
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                await asyncio.shield(self._confirmed[channel])
+            try:
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                    await asyncio.shield(self._confirmed[channel])
+            except TimeoutError as exc:
+                raise FanoutUnavailable("Redis did not confirm the subscription") from exc
             yield inbox
         finally:
             inboxes.discard(inbox)
@@ -168,6 +199,7 @@ class Fanout:
                         self._resync = set(self._inboxes)
                     if self._inboxes:
                         await pubsub.subscribe(*self._inboxes)
+                self._end_outage()
                 if connected_before:
                     log.warning("progress fan-out reconnected to Redis")
                 connected_before, delay = True, BACKOFF_MIN_S
@@ -178,10 +210,35 @@ class Fanout:
                 log.exception("progress fan-out failed; retrying in %.1f s", delay)
             finally:
                 self._pubsub = None
+                self._start_outage_clock()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def _end_outage(self) -> None:
+        if self._outage_timer is not None:
+            self._outage_timer.cancel()
+        self._outage_timer, self._outage = None, False
+
+    def _start_outage_clock(self) -> None:
+        if self._outage_timer is None and not self._outage:
+            loop = asyncio.get_running_loop()
+            self._outage_timer = loop.call_later(self._outage_grace_s, self._declare_outage)
+
+    def _declare_outage(self) -> None:
+        """Fail every inbox and every subscription still waiting for its confirmation."""
+        self._outage_timer, self._outage = None, True
+        log.warning(
+            "progress fan-out without Redis for %.0f s; live sockets close until it is back",
+            self._outage_grace_s,
+        )
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_exception(FanoutUnavailable("live progress has no Redis"))
+        for inboxes in self._inboxes.values():
+            for inbox in inboxes:
+                inbox.fail()
 
     async def _read(self, pubsub: PubSub) -> None:
         while True:

@@ -21,11 +21,11 @@ from redis.asyncio import Redis
 from sqlalchemy import or_, select
 
 from backend.db import models as m
-from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
+from backend.domain.exports.fanout import RESYNC, Inbox
 from backend.domain.exports.messages import export_message
 from backend.domain.exports.services import ACTIVE
 from backend.domain.exports.views import export_view
-from backend.domain.exports.ws import admit, until_disconnect
+from backend.domain.exports.ws import admit, live_inbox, until_disconnect
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, user_channel
 from gpu_worker.progress import read_snapshot
 
@@ -103,8 +103,7 @@ async def ui_exports_socket(socket: WebSocket[Any, Any, Any]) -> None:
     user = await admit(socket)
     if user is None:
         return
-    fanout: Fanout = socket.app.state.fanout
-    async with fanout.subscribe(user_channel(user.id)) as inbox:
+    async with live_inbox(socket, user_channel(user.id)) as inbox:
         live = LiveExports(socket, user.id)
         await live.catch_up()
         await until_disconnect(socket, live.follow(inbox))

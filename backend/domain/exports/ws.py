@@ -9,9 +9,11 @@ snapshot, since messages may have been lost.
 
 Close codes: 4401 not logged in or an invalid/revoked `?token=` (also when the token or the session
 that opened the socket is revoked or logged out later), 4403 cross-site Origin, 4404 no such export
-for this user (the same for another user's id), 1000 after a terminal status. Sockets
-are accepted before being closed with these codes, because a browser never sees the code of a
-refused handshake.
+for this user (the same for another user's id), 1000 after a terminal status, 1013 "try again
+later" while Redis is away (the subscription cannot be made, the fan-out lost Redis for longer
+than its grace, a snapshot cannot be read): clients, the pages' htmx ws extension among them,
+reconnect after a pause. Sockets are accepted before being closed with these codes, because a
+browser never sees the code of a refused handshake.
 """
 
 from __future__ import annotations
@@ -19,24 +21,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
 from litestar import WebSocket, websocket
-from litestar.exceptions import WebSocketDisconnect
+from litestar.exceptions import WebSocketDisconnect, WebSocketException
 from litestar.params import FromPath
 from litestar.status_codes import WS_1000_NORMAL_CLOSURE
 from redis.asyncio import Redis
 from sqlalchemy import or_, select
 
 from backend.db import models as m
-from backend.domain.exports.fanout import RESYNC, Fanout, Inbox
+from backend.domain.exports.fanout import RESYNC, Fanout, FanoutUnavailable, Inbox
 from backend.domain.exports.messages import export_message
 from backend.domain.exports.services import ACTIVE
 from backend.lib.auth import AUTH_REJECTED, AUTH_SESSION, CurrentUser, TokenAuth
+from backend.lib.redis_clients import REDIS_UNAVAILABLE, WS_TRY_AGAIN_LATER, WS_TRY_AGAIN_LATER_REASON
 from backend.lib.revocations import Credential, Revocations
 from backend.lib.sessions import session_ref
 from gpu_worker.contract import TERMINAL_STATUSES, ProgressMessage, export_channel, user_channel
@@ -71,6 +74,19 @@ async def admit(socket: WebSocket[Any, Any, Any]) -> CurrentUser | None:
         await socket.close(code=WS_UNAUTHENTICATED, reason=reason)
         return None
     return user
+
+
+@contextlib.asynccontextmanager
+async def live_inbox(socket: WebSocket[Any, Any, Any], channel: str) -> AsyncIterator[Inbox]:
+    """The socket's inbox of `channel` on the process's fan-out. Redis being away, while subscribing
+    or at any point of the socket's life (the fan-out's outage, a snapshot read), closes the socket
+    with 1013, which tells the client to come back later."""
+    fanout: Fanout = socket.app.state.fanout
+    try:
+        async with fanout.subscribe(channel) as inbox:
+            yield inbox
+    except (FanoutUnavailable, *REDIS_UNAVAILABLE) as exc:
+        raise WebSocketException(detail=WS_TRY_AGAIN_LATER_REASON, code=WS_TRY_AGAIN_LATER) from exc
 
 
 async def until_disconnect(socket: WebSocket[Any, Any, Any], work: Coroutine[Any, Any, None]) -> None:
@@ -134,8 +150,7 @@ async def export_progress_socket(socket: WebSocket[Any, Any, Any], export_id: Fr
     if user is None:
         return
     redis: Redis = socket.app.state.redis
-    fanout: Fanout = socket.app.state.fanout
-    async with fanout.subscribe(export_channel(export_id)) as inbox:
+    async with live_inbox(socket, export_channel(export_id)) as inbox:
         export, snapshot = await asyncio.gather(
             _load(socket, user.id, export_id), read_snapshot(redis, export_id)
         )
@@ -186,8 +201,7 @@ async def user_exports_socket(socket: WebSocket[Any, Any, Any]) -> None:
     user = await admit(socket)
     if user is None:
         return
-    fanout: Fanout = socket.app.state.fanout
-    async with fanout.subscribe(user_channel(user.id)) as inbox:
+    async with live_inbox(socket, user_channel(user.id)) as inbox:
         last_seq: dict[str, int] = {}
         await _catch_up(socket, user.id, last_seq)
         await until_disconnect(socket, _follow_all(socket, inbox, user.id, last_seq))

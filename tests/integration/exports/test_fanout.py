@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,16 +10,28 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from backend.domain.exports.fanout import RESYNC, Fanout, Inbox, Item
+from backend.domain.exports.fanout import RESYNC, Fanout, FanoutUnavailable, Inbox, Item
 from gpu_worker.contract import ExportStatus, ProgressMessage
+from tests.fixtures.redis_server import RedisServer
 from tests.integration.exports.conftest import drop_fanout_connection
 
 WAIT_S = 5.0
+GRACE_S = 0.5
+"""The outage grace of `own_fanout`: short, so the tests need not wait the production 5 s."""
 
 
 @pytest.fixture
 async def fanout(redis_url: str) -> AsyncIterator[Fanout]:
     fan = Fanout.from_url(redis_url, inbox_size=4)
+    await fan.start()
+    yield fan
+    await fan.aclose()
+
+
+@pytest.fixture
+async def own_fanout(redis_server: RedisServer) -> AsyncIterator[Fanout]:
+    """A fan-out on a Redis the test can kill, with a short outage grace."""
+    fan = Fanout.from_url(redis_server.url, outage_grace_s=GRACE_S)
     await fan.start()
     yield fan
     await fan.aclose()
@@ -123,3 +136,54 @@ async def test_a_malformed_message_is_dropped_and_the_stream_goes_on(
 
 async def test_an_idle_inbox_times_out_with_none() -> None:
     assert await Inbox().get(0.01) is None
+
+
+async def test_a_subscriber_learns_that_redis_is_away_once_the_outage_outlasts_the_grace(
+    own_fanout: Fanout, redis_server: RedisServer, channel: str
+) -> None:
+    async with own_fanout.subscribe(channel) as inbox:
+        redis_server.kill()
+
+        with pytest.raises(FanoutUnavailable):
+            await inbox.get(GRACE_S + WAIT_S)
+
+
+async def test_a_subscription_still_unconfirmed_when_the_grace_ends_fails(
+    own_fanout: Fanout, redis_server: RedisServer, channel: str
+) -> None:
+    redis_server.kill()
+
+    with pytest.raises(FanoutUnavailable):
+        async with asyncio.timeout(GRACE_S + WAIT_S), own_fanout.subscribe(channel):
+            pass
+
+
+async def test_subscribing_once_the_outage_is_declared_fails_at_once(
+    own_fanout: Fanout, redis_server: RedisServer, channel: str
+) -> None:
+    redis_server.kill()
+    await asyncio.sleep(GRACE_S + 0.2)
+
+    with pytest.raises(FanoutUnavailable):
+        async with asyncio.timeout(0.1), own_fanout.subscribe(channel):
+            pass
+
+
+async def test_subscribing_works_again_once_redis_is_back(
+    own_fanout: Fanout, redis_server: RedisServer, channel: str
+) -> None:
+    redis_server.kill()
+    await asyncio.sleep(GRACE_S + 0.2)
+    redis_server.start()
+    publisher = Redis.from_url(redis_server.url)
+
+    async with asyncio.timeout(WAIT_S):
+        while True:  # until the reader has reconnected (its backoff)
+            try:
+                async with own_fanout.subscribe(channel) as inbox:
+                    await publish(publisher, channel, 1)
+                    assert await seqs(inbox, 1) == [1]
+                    break
+            except FanoutUnavailable:
+                await asyncio.sleep(0.1)
+    await publisher.aclose()
