@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from tests.browser.conftest import choose_export, open_export_dialog, screenshot, sign_up, upload
+from tests.browser.conftest import (
+    choose_export,
+    open_export_dialog,
+    screenshot,
+    sign_up,
+    start_export,
+    upload,
+)
 from tests.media import MadeVideo
 
 pytestmark = pytest.mark.slow
@@ -24,14 +31,22 @@ async def _dialog_on_video_page(page: Page, clip: MadeVideo) -> Locator:
     return await open_export_dialog(page)
 
 
-async def test_exporting_without_segments_shows_the_error_inline(page: Page, clip: MadeVideo) -> None:
+async def test_exporting_without_segments_exports_the_whole_video(page: Page, clip: MadeVideo) -> None:
+    """No segments is the whole video in the dialog as in the API, and the summary says so first."""
     dialog = await _dialog_on_video_page(page, clip)
+    await expect(dialog.locator("#export-segments-summary")).to_have_text("Whole video (no segments marked)")
     await choose_export(dialog, mode="Single file")
+    await start_export(dialog)
+    await expect(page.locator("#exports article.export")).to_have_count(1)
+
+
+async def test_a_refused_export_shows_the_error_inline(page: Page, clip: MadeVideo) -> None:
+    dialog = await _dialog_on_video_page(page, clip)
+    await choose_export(dialog, mode="Separate clips (ZIP)")  # clips need marked segments
     await dialog.get_by_role("button", name="Start export").click()
 
     error = dialog.locator("#error-segments")
-    await expect(error).to_be_visible()
-    await expect(error).not_to_be_empty()
+    await expect(error).to_have_text("Clips mode needs at least one segment")
     await expect(dialog).to_be_visible()
     await expect(page.locator("#exports article.export")).to_have_count(0)
     await screenshot(page, "export-dialog-error", full_page=False)
