@@ -100,6 +100,13 @@ outcome), and Alembic seven plugin lines before every migration. Their warnings 
 shows everything."""
 
 
+def _not_saq_stop_notice(record: logging.LogRecord) -> bool:
+    """SAQ's stop warns that "some tasks did not finish within the shutdown grace period" whenever
+    its grace period is 0, which gpu_worker.drain chooses on purpose (its upkeep loops sleep for a
+    minute): on every clean stop, not only when a job was cut short (which the export task logs)."""
+    return not str(record.msg).startswith("Some tasks did not finish within the shutdown grace period")
+
+
 def configure_logging(log_format: LogFormat, *, debug: bool = False) -> None:
     """Send every logger's records to stderr in `log_format`, replacing handlers set up earlier."""
     handler = logging.StreamHandler(sys.stderr)
@@ -107,3 +114,4 @@ def configure_logging(log_format: LogFormat, *, debug: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("saq").addFilter(_not_saq_stop_notice)

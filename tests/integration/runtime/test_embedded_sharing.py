@@ -120,7 +120,7 @@ def test_serve_restarts_an_embedded_server_that_was_killed(vexport: Commands, se
 
 
 def test_serve_prints_where_it_listens_and_no_library_chatter(vexport: Commands) -> None:
-    base, proc = vexport.serve("--no-worker")
+    base, proc = vexport.serve()
     wait_ready(base, proc)
     assert stop(proc) == 0
 
@@ -129,6 +129,7 @@ def test_serve_prints_where_it_listens_and_no_library_chatter(vexport: Commands)
     assert f"data dir {vexport.data}: a new embedded PostgreSQL and embedded Redis (started here)" in log
     assert "alembic.runtime.plugins" not in log
     assert "Context impl PostgresqlImpl" not in log
+    assert " WARNING " not in log  # a clean start and Ctrl-C warn about nothing
 
 
 def test_create_user_without_a_password_or_a_terminal_says_how_to_give_one(vexport: Commands) -> None:
