@@ -33,6 +33,7 @@ from backend.lib.openapi import openapi_config
 from backend.lib.redis_clients import SocketsTryAgainLater, request_client
 from backend.lib.request import AppRequest
 from backend.lib.revocations import Revocations
+from backend.lib.security_headers import security_headers
 from backend.lib.sessions import SESSION_COOKIE, LazySessionConfig
 from backend.lib.settings import Settings
 from backend.lib.token_cache import TokenCache
@@ -161,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         openapi_config=openapi_config(csrf),
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[security_headers(settings.core.storage)],
         # Logging is the process's (`vexport --log-format`, gpu_worker.logs): Litestar's default config
         # would replace the root handler, turning JSON lines back into text.
         logging_config=None,

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -207,16 +215,26 @@ async def _new_page(browser: Browser, service: LiveService, **options: object) -
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    blocked: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # Chromium reports what the Content-Security-Policy blocked as console errors.
+        if "Content Security Policy" in message.text:
+            blocked.append(message.text)
+
+    page.on("console", on_console)
     try:
         yield page
     finally:
         await context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert blocked == [], f"Content-Security-Policy violations on the page: {blocked}"
 
 
 @pytest.fixture
 async def page(browser: Browser, service: LiveService) -> AsyncIterator[Page]:
-    """A fresh browser context (no cookies) at desktop size; uncaught JavaScript errors fail the test."""
+    """A fresh browser context (no cookies) at desktop size; uncaught JavaScript errors and
+    Content-Security-Policy violations fail the test."""
     async for opened in _new_page(browser, service, viewport={"width": 1280, "height": 900}):
         yield opened
 

@@ -54,3 +54,12 @@ async def test_a_revoked_token_leaves_the_list_and_is_refused(page: Page, api: h
 
     r = await api.get("/api/videos", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
+
+
+async def test_copy_puts_the_new_token_on_the_clipboard(page: Page) -> None:
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await sign_up(page)
+    token = await _create_token(page, "ci")
+    await page.get_by_role("button", name="Copy").click()
+    await expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert await page.evaluate("navigator.clipboard.readText()") == token
