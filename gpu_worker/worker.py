@@ -4,8 +4,10 @@ Web-free by design: a GPU box runs this without the web stack. Building it probe
 (opening NVENC sessions takes seconds), which makes it a GPU worker on the GPU queue or a CPU
 worker on the CPU queue (gpu_worker.routing); at start it opens the store, the Redis client for
 progress and the Postgres pool into ctx, and a GPU worker's circuit breaker and NVENC session
-slots (gpu_worker.breaker); it runs `export_video`, the reconciler (RECONCILE_CRON, every minute
-by default) and a scratch sweep every quarter hour. Both Redis clients reconnect with backoff, and the
+slots (gpu_worker.breaker); before its first job it takes back what a previous incarnation on this
+host was rendering and removes dead attempts' scratch (gpu_worker.tasks.recover); it runs
+`export_video`, the reconciler (RECONCILE_CRON, every minute by default) and a scratch sweep of old
+files every quarter hour. Both Redis clients reconnect with backoff, and the
 queue waits out a Redis outage instead of spinning (gpu_worker.queue).
 """
 
@@ -41,6 +43,7 @@ from gpu_worker.store import open_store
 from gpu_worker.tasks.context import CTX_KEY, WorkerServices, services_of
 from gpu_worker.tasks.export import export_video
 from gpu_worker.tasks.reconcile import reconcile_exports
+from gpu_worker.tasks.recover import RECOVERY_KEY, StartRecovery
 
 log = logging.getLogger(__name__)
 SCRATCH_MAX_AGE_S = 24 * 3600
@@ -151,6 +154,7 @@ def build_worker(
             build_backend=build_backend,
         )
         exporter_ready(ctx, worker_id=wid, queue=queue.name, settings=settings, report=report)
+        ctx[RECOVERY_KEY] = await StartRecovery.start(ctx)
         ctx[PRESENCE_KEY] = await Presence.start(ctx[CTX_KEY], ctx["worker"], gpu)
         log.info(
             "worker %s started on queue %s (encoder %s; %s)",
@@ -163,6 +167,8 @@ def build_worker(
     async def shutdown(ctx: dict[str, Any]) -> None:
         await stop_exporter(ctx)
         await stop_presence(ctx)
+        if (recovery := ctx.pop(RECOVERY_KEY, None)) is not None:
+            await recovery.stop()
         if CTX_KEY in ctx:
             services = services_of(ctx)
             await services.store.aclose()

@@ -105,17 +105,7 @@ async def reconcile(
         alive = job is not None and job.status in _OWNED and not job.stuck
         if alive and row.idle_s < stale_after_s and not _orphaned(row, live, worker_ttl_s):
             continue
-        # The job is touched only by the run that won the row's conditional update: two reconcilers
-        # (one per queue) may see the same dead attempt, and the loser's job object may already be
-        # the winner's fresh job for the next attempt.
-        if row.attempt >= max_attempts:
-            if await _fail(rows, redis, row, ExportStatus.PROCESSING, report):
-                await _release(queue, job)
-        elif await rows.reset_to_pending(row.export_id, row.attempt):
-            await _release(queue, job)
-            await _announce(redis, row, ExportStatus.PENDING)
-            await enqueue_export(queue, row.export_id)
-            report.requeued.append(str(row.export_id))
+        await take_back(rows, queue, redis, row, job, report, max_attempts=max_attempts)
     async for row in rows.idle(
         ExportStatus.PENDING, idle_s=pending_after_s, queue=queue.name, unrouted=unrouted
     ):
@@ -127,6 +117,31 @@ async def reconcile(
         elif await enqueue_export(queue, row.export_id) is not None:
             report.requeued.append(str(row.export_id))
     return report
+
+
+async def take_back(
+    rows: ExportRows,
+    queue: Queue,
+    redis: Redis,
+    row: IdleExport,
+    job: Job | None,
+    report: ReconcileReport,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> None:
+    """A dead 'processing' attempt: back to 'pending' and re-enqueued, or failed once out of attempts.
+
+    The job is touched only by the run that won the row's conditional update: two reconcilers (one
+    per queue) may see the same dead attempt, and the loser's job object may already be the
+    winner's fresh job for the next attempt."""
+    if row.attempt >= max_attempts:
+        if await _fail(rows, redis, row, ExportStatus.PROCESSING, report):
+            await _release(queue, job)
+    elif await rows.reset_to_pending(row.export_id, row.attempt):
+        await _release(queue, job)
+        await _announce(redis, row, ExportStatus.PENDING)
+        await enqueue_export(queue, row.export_id)
+        report.requeued.append(str(row.export_id))
 
 
 async def _live_worker_ids(redis: Redis) -> frozenset[str] | None:
