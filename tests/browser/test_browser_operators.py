@@ -26,7 +26,7 @@ async def test_an_operator_sees_the_live_worker(
     result = await asyncio.to_thread(
         CliRunner().invoke, vexport_main, ["grant-operator", email], env=env, catch_exceptions=False
     )
-    assert (result.exit_code, result.output.strip()) == (0, f"{email} is now an operator")
+    assert (result.exit_code, result.stdout.strip()) == (0, f"{email} is now an operator")
 
     response = await page.goto("/operators")
     assert response is not None
