@@ -30,6 +30,14 @@ async def app_client(any_store_settings: Settings) -> AsyncIterator[AsyncTestCli
         yield c
 
 
+@pytest.fixture
+async def owner(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """owner@example.com, logged in, on the local store (send `csrf_headers` on unsafe requests)."""
+    async with AsyncTestClient(app=create_app(settings)) as c:
+        await register(c, "owner@example.com")
+        yield c
+
+
 @pytest.fixture(scope="session")
 def garbage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_garbage(tmp_path_factory.mktemp("media") / "garbage.mp4")

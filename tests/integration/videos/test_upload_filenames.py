@@ -6,25 +6,15 @@ The bodies are written by hand: HTTP client libraries percent-encode control cha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.lib.settings import Settings
-from backend.server.asgi import create_app
-from tests.fixtures.app import csrf_headers, register
+from tests.fixtures.app import csrf_headers
 
 BOUNDARY = "vexport-test-boundary"
-
-
-@pytest.fixture
-async def owner(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(settings)) as c:
-        await register(c, "owner@example.com")
-        yield c
 
 
 async def upload_as(c: AsyncTestClient[Any], filename: str, path: Path) -> Any:
