@@ -160,3 +160,19 @@ def test_data_dir_option_overrides_the_environment(vexport: Commands) -> None:
     assert (other / "postgres" / "PG_VERSION").exists()
     assert not vexport.data.exists()
     assert psutil.pid_exists(os.getpid())
+
+
+def test_grant_operator_revoke_beside_serve_applies_at_once_in_serve(vexport: Commands) -> None:
+    base, proc = vexport.serve("--no-worker")
+    wait_ready(base, proc)
+    made = vexport.run("create-user", "ops@example.com", "--password", PASSWORD, "--operator", "--token", "t")
+    token = made.stdout.rsplit(" ", 1)[-1].strip()
+    workers = httpx.get(f"{base}/api/workers", headers={"authorization": f"Bearer {token}"}, timeout=5)
+    assert workers.status_code == 200
+
+    revoked = vexport.run("grant-operator", "ops@example.com", "--revoke")
+
+    assert revoked.returncode == 0, revoked.stderr
+    workers = httpx.get(f"{base}/api/workers", headers={"authorization": f"Bearer {token}"}, timeout=5)
+    assert workers.status_code == 404  # the announcement reached serve's Redis, not a private one
+    assert stop(proc) == 0
