@@ -4,7 +4,7 @@ local store, served by uvicorn on the test's event loop, and one `vexport worker
 
 The deployment lives for the whole session (starting a worker costs seconds); each test gets a fresh
 browser context and signs up a fresh user, and the tables are emptied after each test once the worker
-is idle. Waits are Playwright's auto-waiting `expect`s and `wait_for_function`s, never fixed sleeps.
+is idle. Waits are Playwright's auto-waiting `expect`s and `until` (waits.py), never fixed sleeps.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.lib.settings import Settings
 from backend.server.asgi import create_app
 from gpu_worker.store import StoreSettings
+from tests.browser.waits import until
 from tests.e2e.conftest import WORKER_READY_TIMEOUT_S, WorkerProcess, eventually, worker_env
 from tests.fixtures.app import PASSWORD, forget_queue, make_settings
 from tests.fixtures.live import serve_app
@@ -313,9 +314,11 @@ async def seek(page: Page, seconds: float) -> None:
 async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     """A PNG under test-output/screenshots/ (gitignored), for people to look at, once the images in
     view have loaded; a modal is shot at the viewport only (its backdrop covers only the viewport)."""
-    await page.wait_for_function(
+    await until(
+        page,
         "[...document.images].filter((i) => i.getBoundingClientRect().top < innerHeight)"
-        ".every((i) => i.complete)"
+        ".every((i) => i.complete)",
+        timeout_ms=UI_TIMEOUT_MS,
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -379,15 +382,16 @@ def export_id(card_id: str) -> str:
 
 async def wait_rendering(card: Locator) -> None:
     """Until the card shows the export processing with some progress (fed by the websocket)."""
-    await card.page.wait_for_function(
+    await until(
+        card.page,
         """(id) => {
             const card = document.getElementById(id);
             const bar = card && card.querySelector('[role=progressbar]');
             return card && card.dataset.status === 'processing'
                 && Number(bar.getAttribute('aria-valuenow')) > 0;
         }""",
-        arg=await card.get_attribute("id"),
-        timeout=RENDER_TIMEOUT_MS,
+        await card.get_attribute("id"),
+        timeout_ms=RENDER_TIMEOUT_MS,
     )
 
 

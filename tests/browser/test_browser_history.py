@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import RENDER_TIMEOUT_MS, LiveService, api_json, screenshot, sign_up, upload
+from tests.browser.conftest import (
+    RENDER_TIMEOUT_MS,
+    UI_TIMEOUT_MS,
+    LiveService,
+    api_json,
+    screenshot,
+    sign_up,
+    upload,
+)
+from tests.browser.waits import until
 from tests.e2e.conftest import eventually
 from tests.media import MadeVideo, make_video
 
@@ -40,11 +49,13 @@ async def _expect_rows(page: Page, want: list[tuple[str, str]]) -> None:
     """The history table shows exactly these (export id, status) rows, in this order."""
     expected = [[f"history-{ident}", status] for ident, status in want]
     try:
-        await page.wait_for_function(
+        await until(
+            page,
             """(want) => JSON.stringify(
                 [...document.querySelectorAll("tr[id^='history-']")].map((r) => [r.id, r.dataset.status])
             ) === JSON.stringify(want)""",
-            arg=expected,
+            expected,
+            timeout_ms=UI_TIMEOUT_MS,
         )
     except Exception:
         got = await page.locator("tr[id^='history-']").evaluate_all(

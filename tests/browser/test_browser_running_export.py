@@ -13,6 +13,7 @@ from playwright.async_api import Locator, Page, expect
 
 from gpu_worker.progress import read_snapshot
 from tests.browser.conftest import (
+    UI_TIMEOUT_MS,
     LiveService,
     api_json,
     choose_export,
@@ -25,6 +26,7 @@ from tests.browser.conftest import (
     upload,
     wait_rendering,
 )
+from tests.browser.waits import until
 from tests.media import MadeVideo
 
 pytestmark = pytest.mark.slow
@@ -94,10 +96,12 @@ async def test_live_progress_updates_a_rendering_card_in_place(
     card_id = await card.get_attribute("id")
     await page.evaluate("(id) => { window.held = document.querySelector(`#${id} button`); }", card_id)
     before = int(await card.get_by_role("progressbar").get_attribute("aria-valuenow") or "0")
-    await page.wait_for_function(
+    await until(
+        page,
         """([id, before]) => Number(document.querySelector(`#${id} [role=progressbar]`)
             .getAttribute('aria-valuenow')) > before + 1""",
-        arg=[card_id, before],
+        [card_id, before],
+        timeout_ms=UI_TIMEOUT_MS,
     )
     held = "(id) => window.held.isConnected && window.held === document.querySelector(`#${id} button`)"
     assert await page.evaluate(held, card_id)
