@@ -89,12 +89,12 @@ def create_user(
     email: str, password: str | None, password_stdin: bool, token_name: str | None, operator: bool
 ) -> None:
     """Create an account (and optionally an API token for scripts)."""
+    secret = _read_password(password, password_stdin)  # before the slow imports: a refusal is quick
     import msgspec
 
     from backend.domain.accounts.schemas import Credentials
     from backend.domain.accounts.services import EmailTakenError
 
-    secret = _read_password(password, password_stdin)
     try:
         msgspec.convert({"email": email, "password": secret}, Credentials)
     except msgspec.ValidationError as exc:

@@ -26,7 +26,6 @@ from backend.cli.runtime import (
 from backend.embedded import DataDirBusyError, serve_lock
 from backend.embedded.supervisor import Supervisor
 from backend.lib.settings import Settings
-from backend.server.limits import server_limits
 from gpu_worker.logs import RedactTokens
 
 CHILD_STOP_S = 30.0
@@ -58,6 +57,8 @@ def serve(
     """Run the API and an in-process worker (a GPU worker and a CPU worker on a GPU machine),
     starting embedded Postgres/Redis when no URLs are set."""
     from uvicorn.config import LOGGING_CONFIG
+
+    from backend.server.limits import server_limits  # the web stack loads for `serve` only
 
     check_data_dir(may_create=True)
     settings = Settings.from_env()

@@ -68,6 +68,12 @@ class Commands:
     data: Path
     env: dict[str, str]
     procs: list[subprocess.Popen[bytes]]
+    template: Path
+
+    def seed(self, data: Path | None = None) -> None:
+        """Start from an initialised, migrated data dir (`cp -a` keeps the cluster's owner: as root
+        the embedded PostgreSQL runs as its own system user)."""
+        subprocess.run(["cp", "-a", str(self.template), str(data or self.data)], check=True)
 
     @property
     def log(self) -> Path:
@@ -101,14 +107,33 @@ class Commands:
         )
 
 
-@pytest.fixture
-def vexport(tmp_path: Path) -> Iterator[Commands]:
+def _environment(data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "S3_"))}
     env.pop("SECRET_KEY", None)
-    env["PYTHONPATH"] = str(ROOT)
+    return {**env, "PYTHONPATH": str(ROOT), "VEXPORT_DATA_DIR": str(data)}
+
+
+@pytest.fixture(scope="session")
+def migrated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose embedded cluster is initialised and migrated, servers stopped: tests that are
+    not about a first start copy it (`Commands.seed`) instead of paying initdb each time."""
+    data = tmp_path_factory.mktemp("template") / ".data"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "migrate"],
+        env=_environment(data),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return data
+
+
+@pytest.fixture
+def vexport(tmp_path: Path, migrated_data_dir: Path) -> Iterator[Commands]:
     data = tmp_path / ".data"
-    env["VEXPORT_DATA_DIR"] = str(data)
-    commands = Commands(cwd=tmp_path, data=data, env=env, procs=[])
+    commands = Commands(cwd=tmp_path, data=data, env=_environment(data), procs=[], template=migrated_data_dir)
     yield commands
     for proc in commands.procs:
         if proc.poll() is None:

@@ -29,7 +29,9 @@ def send_credentials(base: str, path: str) -> int:
         return r.status_code
 
 
-def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(vexport: Commands) -> None:
+def test_serve_starts_embedded_services_says_where_it_listens_stops_cleanly_and_keeps_data(
+    vexport: Commands,
+) -> None:
     base, proc = vexport.serve()
     startup_s = wait_ready(base, proc)
     print(f"embedded start-up to /ready: {startup_s:.2f} s")
@@ -43,6 +45,11 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(vexport: Co
 
     assert stop(proc) == 0
     assert processes_mentioning(data) == []
+    log = vexport.log.read_text()
+    assert f"data dir {data}: a new embedded PostgreSQL and embedded Redis (started here)" in log
+    assert f"Video Export is listening on {base} (Ctrl-C stops it)" in log
+    assert "alembic.runtime.plugins" not in log  # no library chatter
+    assert " WARNING " not in log  # a clean start and Ctrl-C warn about nothing
 
     base, proc = vexport.serve()
     wait_ready(base, proc)
@@ -52,6 +59,7 @@ def test_serve_starts_embedded_services_stops_cleanly_and_keeps_data(vexport: Co
 
 
 def test_serve_with_two_api_processes_answers_on_one_port_and_stops_both(vexport: Commands) -> None:
+    vexport.seed()
     base, proc = vexport.serve("--processes", "2", "--no-worker", ACCESS_LOG="false")
     wait_ready(base, proc)
     api = [
