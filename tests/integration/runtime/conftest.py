@@ -130,10 +130,9 @@ def migrated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-@pytest.fixture
-def vexport(tmp_path: Path, migrated_data_dir: Path) -> Iterator[Commands]:
-    data = tmp_path / ".data"
-    commands = Commands(cwd=tmp_path, data=data, env=_environment(data), procs=[], template=migrated_data_dir)
+def _commands(root: Path, template: Path) -> Iterator[Commands]:
+    data = root / ".data"
+    commands = Commands(cwd=root, data=data, env=_environment(data), procs=[], template=template)
     yield commands
     for proc in commands.procs:
         if proc.poll() is None:
@@ -142,3 +141,28 @@ def vexport(tmp_path: Path, migrated_data_dir: Path) -> Iterator[Commands]:
     for leftover in processes_mentioning(data):  # a test that failed half-way: stop what it left
         with contextlib.suppress(psutil.NoSuchProcess):
             leftover.kill()
+
+
+@pytest.fixture
+def vexport(tmp_path: Path, migrated_data_dir: Path) -> Iterator[Commands]:
+    yield from _commands(tmp_path, migrated_data_dir)
+
+
+@dataclass(frozen=True)
+class Running:
+    """A `vexport serve --no-worker` on a migrated data dir, and the commands to run beside it."""
+
+    vexport: Commands
+    base: str
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, migrated_data_dir: Path) -> Iterator[Running]:
+    """One serve for the tests of a module that only run things beside it (a start costs 10-20 s
+    here); each test leaves it serving."""
+    for commands in _commands(tmp_path_factory.mktemp("running"), migrated_data_dir):
+        commands.seed()
+        base, proc = commands.serve("--no-worker")
+        wait_ready(base, proc)
+        yield Running(commands, base, proc)

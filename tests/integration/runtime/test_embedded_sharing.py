@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures.app import PASSWORD
 from tests.integration.runtime.conftest import (
     Commands,
+    Running,
     postmaster,
     processes_mentioning,
     redis_servers,
@@ -47,10 +48,8 @@ def ready_within(base: str, seconds: float) -> bool:
     return False
 
 
-def test_create_user_beside_serve_shares_its_servers_and_the_account_logs_in(vexport: Commands) -> None:
-    vexport.seed()
-    base, proc = vexport.serve("--no-worker")
-    wait_ready(base, proc)
+def test_create_user_beside_serve_shares_its_servers_and_the_account_logs_in(running: Running) -> None:
+    vexport, base = running.vexport, running.base
     redis_before = [p.pid for p in redis_servers(vexport.data)]
 
     done = vexport.run("create-user", "beside@example.com", "--password", PASSWORD)
@@ -60,23 +59,19 @@ def test_create_user_beside_serve_shares_its_servers_and_the_account_logs_in(vex
     assert [p.pid for p in redis_servers(vexport.data)] == redis_before  # no second redis-server
     assert httpx.get(f"{base}/ready", timeout=5).json()["checks"]["redis"] == "ok"
     assert login(base, "beside@example.com", PASSWORD) == 200
-    assert stop(proc) == 0
-    assert processes_mentioning(vexport.data) == []
 
 
-def test_a_second_serve_on_the_same_data_dir_is_refused(vexport: Commands) -> None:
-    vexport.seed()
-    base, first = vexport.serve("--no-worker")
-    wait_ready(base, first)
+def test_a_second_serve_on_the_same_data_dir_is_refused(running: Running) -> None:
+    vexport = running.vexport
 
     _, second = vexport.serve("--no-worker")
 
     assert second.wait(60) == 1
-    assert f"another `vexport serve` (pid {first.pid}) is already running on data dir {vexport.data}" in (
-        vexport.log.read_text()
+    assert (
+        f"another `vexport serve` (pid {running.proc.pid}) is already running on data dir {vexport.data}"
+        in vexport.log.read_text()
     )
-    assert httpx.get(f"{base}/ready", timeout=5).status_code == 200
-    assert stop(first) == 0
+    assert httpx.get(f"{running.base}/ready", timeout=5).status_code == 200
 
 
 def test_the_last_command_out_stops_servers_a_command_started(vexport: Commands) -> None:
@@ -106,20 +101,19 @@ def test_servers_left_by_a_killed_serve_are_stopped_and_replaced_by_the_next_sta
 
 
 @pytest.mark.parametrize("server", ["redis", "postgres"])
-def test_serve_restarts_an_embedded_server_that_was_killed(vexport: Commands, server: str) -> None:
-    vexport.seed()
-    base, proc = vexport.serve("--no-worker")
-    wait_ready(base, proc)
-    victim = redis_servers(vexport.data)[0] if server == "redis" else postmaster(vexport.data)
+def test_serve_restarts_an_embedded_server_that_was_killed(running: Running, server: str) -> None:
+    data = running.vexport.data
+    victim = redis_servers(data)[0] if server == "redis" else postmaster(data)
 
     victim.kill()
     victim.wait(10)
 
-    assert ready_within(base, RECOVER_S)
-    assert "restarted" in vexport.log.read_text()
-    assert proc.poll() is None
-    assert stop(proc) == 0
-    assert processes_mentioning(vexport.data) == []
+    assert ready_within(running.base, RECOVER_S)
+    assert (
+        f"embedded {'Redis' if server == 'redis' else 'PostgreSQL'} restarted"
+        in running.vexport.log.read_text()
+    )
+    assert running.proc.poll() is None
 
 
 def test_create_user_without_a_password_or_a_terminal_says_how_to_give_one(vexport: Commands) -> None:
@@ -152,10 +146,8 @@ def test_data_dir_option_overrides_the_environment(vexport: Commands) -> None:
     assert not vexport.data.exists()
 
 
-def test_grant_operator_revoke_beside_serve_applies_at_once_in_serve(vexport: Commands) -> None:
-    vexport.seed()
-    base, proc = vexport.serve("--no-worker")
-    wait_ready(base, proc)
+def test_grant_operator_revoke_beside_serve_applies_at_once_in_serve(running: Running) -> None:
+    vexport, base = running.vexport, running.base
     made = vexport.run("create-user", "ops@example.com", "--password", PASSWORD, "--operator", "--token", "t")
     token = made.stdout.rsplit(" ", 1)[-1].strip()
     workers = httpx.get(f"{base}/api/workers", headers={"authorization": f"Bearer {token}"}, timeout=5)
@@ -166,4 +158,3 @@ def test_grant_operator_revoke_beside_serve_applies_at_once_in_serve(vexport: Co
     assert revoked.returncode == 0, revoked.stderr
     workers = httpx.get(f"{base}/api/workers", headers={"authorization": f"Bearer {token}"}, timeout=5)
     assert workers.status_code == 404  # the announcement reached serve's Redis, not a private one
-    assert stop(proc) == 0
