@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from backend.domain.exports.fanout import OUTAGE_GRACE_S
 from backend.lib.token_cache import TOKEN_CACHE_S
 from gpu_worker.contract import MAX_OUTPUT_SECONDS
 from gpu_worker.settings import MiB, WorkerSettings, env_bool
@@ -37,6 +38,7 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     max_connections: int = 4096
+    redis_outage_grace_s: float = OUTAGE_GRACE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
             header_timeout_s=float(env.get("HEADER_TIMEOUT_S") or 10.0),
             body_timeout_s=float(env.get("BODY_TIMEOUT_S") or 30.0),
             max_connections=int(env.get("MAX_CONNECTIONS") or 4096),
+            redis_outage_grace_s=float(env.get("REDIS_OUTAGE_GRACE_S") or OUTAGE_GRACE_S),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

@@ -116,7 +116,9 @@ def create_app(settings: Settings) -> Litestar:
             app.state.queue = await _connected(opened, queue_url, settings.core.cpu_queue_name)
             app.state.gpu_queue = await _connected(opened, queue_url, settings.core.gpu_queue_name)
             # One Redis pub/sub connection shared by every progress websocket of this process.
-            app.state.fanout = Fanout.from_url(settings.core.redis_url or "")
+            app.state.fanout = Fanout.from_url(
+                settings.core.redis_url or "", outage_grace_s=settings.redis_outage_grace_s
+            )
             await app.state.fanout.start()
             opened.push_async_callback(app.state.fanout.aclose)
             yield
