@@ -5,6 +5,8 @@ Web-free on purpose: the API (uploads, download links) and the render workers (s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import (
     ALLOWED_SUFFIXES,
     MIN_PART_SIZE,
@@ -21,7 +23,9 @@ from .base import (
     validate_prefix,
 )
 from .local import LocalStore
-from .s3 import S3Store
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
 
 __all__ = [
     "ALLOWED_SUFFIXES",
@@ -46,5 +50,17 @@ __all__ = [
 def open_store(settings: StoreSettings) -> Store:
     """The store `settings.backend` names; S3 connects lazily, so this never does I/O."""
     if settings.backend == "s3":
+        from .s3 import S3Store
+
         return S3Store(settings)
     return LocalStore(settings)
+
+
+def __getattr__(name: str) -> Any:
+    """`S3Store` is imported on first use: aioboto3 costs about 1.4 s of imports, which every
+    `vexport` command and worker start paid through the settings even with a local store."""
+    if name == "S3Store":
+        from .s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
