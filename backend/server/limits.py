@@ -102,7 +102,11 @@ class BodyLimits(ASGIMiddleware):
         self.body_timeout_s = body_timeout_s
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        declared = _content_length(scope)
+        declared, chunked = _body_framing(scope)
+        if not declared and not chunked:
+            # No body comes (most requests: the polls): nothing to bound, no receive to time.
+            await next_app(scope, receive, send)
+            return
         if declared is not None:
             limit = scope["route_handler"].resolve_request_max_body_size()  # type: ignore[union-attr]
             # Routes without a body limit stream an upload themselves, bounded by MAX_UPLOAD_MB.
@@ -138,11 +142,16 @@ class BodyLimits(ASGIMiddleware):
         return paced
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None if absent or unreadable) and whether the body is chunked."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared = None
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    return declared, chunked
